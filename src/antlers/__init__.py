@@ -1,0 +1,66 @@
+"""antlers: the convolutional-network lecture, runnable.
+
+The public API. ``import antlers`` imports NumPy but never torch: the torch-backed names
+(``summary``, ``equivariance``, ``lecture_cnn``, ``alexnet``, ``run_tour``) load their module on
+first use.
+
+>>> import antlers
+>>> antlers.conv2d(antlers.lecture_image(), antlers.get_kernel("vertical_line"))[1, 2]
+6.0
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from antlers.conv import (
+    conv2d,
+    conv2d_backward,
+    conv2d_naive,
+    conv_params,
+    get_kernel,
+    lecture_image,
+    linear_params,
+    output_size,
+    receptive_fields,
+)
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported on first attribute access (PEP 562).
+_LAZY = {
+    "alexnet": "antlers.nets",
+    "equivariance": "antlers.inspect",
+    "lecture_cnn": "antlers.nets",
+    "run_tour": "antlers.tour",
+    "summary": "antlers.inspect",
+}
+
+__all__ = [
+    "__version__",
+    "alexnet",
+    "conv2d",
+    "conv2d_backward",
+    "conv2d_naive",
+    "conv_params",
+    "equivariance",
+    "get_kernel",
+    "lecture_cnn",
+    "lecture_image",
+    "linear_params",
+    "output_size",
+    "receptive_fields",
+    "run_tour",
+    "summary",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'antlers' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

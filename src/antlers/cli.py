@@ -1,0 +1,218 @@
+"""The ``antlers`` command line: argparse subcommands that call the public API.
+
+No logic lives here: each handler turns arguments into a call and prints the result. torch is
+imported only inside the handlers that need it, so ``antlers --help`` and ``antlers conv`` start
+fast. Bad arguments exit with status 2 and one line that says what is wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"antlers: error: {message}\n")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    """Parse '3x50x70' into (3, 50, 70)."""
+    try:
+        dims = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 3x50x70") from None
+    if len(dims) != 3 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape CxHxW like 3x50x70")
+    return dims
+
+
+def _cmd_conv(args: argparse.Namespace) -> None:
+    from antlers.lecture import edge_detector_text
+
+    if args.image is None:
+        print(edge_detector_text(kernel=args.kernel))
+        return
+    from antlers.conv import conv2d, get_kernel
+    from antlers.photos import SAMPLE_PHOTOS, read_image, sample_photo, to_grayscale
+    from antlers.viz import save_figure, side_by_side_figure
+
+    path = Path(args.image)
+    photo = sample_photo(args.image) if args.image in SAMPLE_PHOTOS and not path.exists() else None
+    gray = to_grayscale(photo if photo is not None else read_image(path))
+    kernel = get_kernel(args.kernel)
+    output = conv2d(gray, kernel)
+    out = Path(args.out or f"runs/conv/{path.stem}_{args.kernel}.png")
+    save_figure(side_by_side_figure(gray, kernel, output, args.kernel), out)
+    print(
+        f"{args.kernel} on {args.image}: {gray.shape[0]}x{gray.shape[1]} -> "
+        f"{output.shape[0]}x{output.shape[1]}"
+    )
+    print(f"wrote {out}")
+
+
+def _cmd_summary(args: argparse.Namespace) -> None:
+    from antlers.inspect import summary
+    from antlers.nets import build_model, default_input_shape
+
+    input_shape = args.input or default_input_shape(args.model)
+    model = build_model(args.model, input_shape=input_shape)
+    print(summary(model, input_shape))
+
+
+def _cmd_params(args: argparse.Namespace) -> None:
+    from antlers.lecture import params_text
+
+    print(params_text(args.height, args.width, args.kernel_size))
+
+
+def _cmd_tour(args: argparse.Namespace) -> None:
+    from antlers.tour import run_tour
+
+    result = run_tour(args.out, quick=args.quick, chapters=args.chapter)
+    print(f"tour done in {result.seconds:.0f} s:")
+    for chapter in result.chapters:
+        print(f"  {chapter.number}. {chapter.title}: {chapter.summary}")
+    print(f"open {result.index}")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from antlers.config import TrainConfig, config_from_args
+    from antlers.engine.fit import NonFiniteLossError, fit
+    from antlers.tasks import get_task
+
+    if args.resume:
+        saved = TrainConfig.from_json((Path(args.resume) / "config.json").read_text())
+        config = config_from_args(args, base=saved)
+    else:
+        config = config_from_args(args, base=TrainConfig(task=args.task))
+    try:
+        result = fit(get_task(config.task), config, resume=args.resume)
+    except NonFiniteLossError as error:
+        raise ValueError(str(error)) from None
+    if result.stopped_by in ("signal", "max_steps"):
+        raise SystemExit(130 if result.stopped_by == "signal" else 0)
+    if result.history:
+        last = result.history[-1]
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k.startswith("val_"))
+        print(f"done ({result.stopped_by}): epoch {last['epoch']}, {shown}")
+    print(f"results in {result.run_dir}")
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    import json
+
+    from antlers.evaluate import evaluate_run
+
+    metrics = evaluate_run(args.run, data=args.data, data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps(metrics, indent=2, sort_keys=True))
+    else:
+        for key, value in metrics.items():
+            print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    import json
+
+    from antlers.evaluate import predict_files
+
+    results = predict_files(args.run, args.images, top=args.top)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for item in results:
+        shown = ", ".join(f"{p['label']} {p['probability']:.3f}" for p in item["top"])
+        print(f"{item['image']}: {shown}")
+
+
+def _add_train_parsers(sub: argparse._SubParsersAction) -> None:
+    from antlers.config import add_config_flags
+    from antlers.tasks import TASK_NAMES
+
+    train = sub.add_parser("train", help="train a model: antlers train classify --data ...")
+    train.add_argument("task", choices=TASK_NAMES)
+    train.add_argument("--resume", help="a run folder to continue (or extend with --epochs)")
+    add_config_flags(train, skip=("task",))
+    train.set_defaults(handler=_cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a run folder or weights file on its test data")
+    ev.add_argument("run", help="run folder or .safetensors file")
+    ev.add_argument("--data", help="another dataset with the same classes")
+    ev.add_argument("--data-dir")
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.set_defaults(handler=_cmd_eval)
+
+    pred = sub.add_parser("predict", help="classify image files with a trained run")
+    pred.add_argument("run", help="run folder or .safetensors file")
+    pred.add_argument("images", nargs="+", help="image files")
+    pred.add_argument("--top", type=int, default=3, help="how many labels to show (default 3)")
+    pred.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    pred.set_defaults(handler=_cmd_predict)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser; importing what it needs costs no torch."""
+    from antlers.conv.kernels import KERNELS
+
+    parser = _Parser(prog="antlers", description="The convolutional-network lecture, runnable.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    conv = sub.add_parser("conv", help="one convolution: the lecture's edge detector, or a photo")
+    conv.add_argument("--kernel", default="vertical_line", choices=sorted(KERNELS))
+    conv.add_argument("--image", help="an image file (or 'china'/'flower', the bundled photos)")
+    conv.add_argument("--out", help="PNG to write with --image (default runs/conv/NAME_KERNEL.png)")
+    conv.set_defaults(handler=_cmd_conv)
+
+    summ = sub.add_parser("summary", help="layer report: shapes, parameter formulas, RF, MACs")
+    summ.add_argument("model", help="lecture_cnn, alexnet, or a torchvision model (resnet18, ...)")
+    summ.add_argument("--input", type=_shape, help="input shape CxHxW, e.g. 3x50x70")
+    summ.set_defaults(handler=_cmd_summary)
+
+    params = sub.add_parser("params", help="convolution vs fully connected parameter counts")
+    params.add_argument("--height", type=int, default=5)
+    params.add_argument("--width", type=int, default=6)
+    params.add_argument("--kernel-size", type=int, default=3)
+    params.set_defaults(handler=_cmd_params)
+
+    tour = sub.add_parser("tour", help="the lecture chapter by chapter, into an HTML page")
+    tour.add_argument("--out", default="runs/tour", help="output folder (default runs/tour)")
+    tour.add_argument("--quick", action="store_true", help="smaller work, under 2 minutes")
+    tour.add_argument(
+        "--chapter",
+        type=int,
+        action="append",
+        choices=_chapter_numbers(),
+        help="run only this chapter (repeatable)",
+    )
+    tour.set_defaults(handler=_cmd_tour)
+    _add_train_parsers(sub)
+    return parser
+
+
+def _chapter_numbers() -> list[int]:
+    from antlers.tour import CHAPTERS
+
+    return sorted(CHAPTERS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``antlers`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.handler(args)
+    except ValueError as error:
+        print(f"antlers: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("antlers: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,128 @@
+"""Training configuration: one frozen dataclass, its JSON round trip, and CLI flags from its fields.
+
+``TrainConfig`` holds everything a training run needs; ``config.json`` in the run folder is its
+JSON form, so a run can be rebuilt, resumed or extended from the folder alone. The ``antlers train``
+flags are generated from the fields (name ``batch_size`` -> ``--batch-size``, help from the field's
+metadata), so the CLI and the API can never drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["TrainConfig", "add_config_flags", "config_from_args"]
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("onecycle", "cosine", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _f(default: Any, help: str, **choices: Any) -> Any:
+    return field(default=default, metadata={"help": help, **choices})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run. ``None`` means "the task's default" where the help says so."""
+
+    task: str = _f("classify", "classify (later: segment, detect, generate)")
+    data: str = _f("shapes", "fashion-mnist, mnist, cifar10, shapes, digits, or a folder")
+    model: str = _f("", "model name (task default when empty)")
+    epochs: int | None = _f(None, "passes over the training set (10; unbounded with --time)")
+    time: float | None = _f(None, "train for at most this many seconds; schedule planned for it")
+    batch_size: int = _f(128, "images per optimizer step (per process under torchrun)")
+    optimizer: str = _f("sgd", "sgd (Nesterov momentum) or adamw", choices=OPTIMIZERS)
+    lr: float | None = _f(None, "peak learning rate (0.2 for sgd, 3e-3 for adamw when unset)")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(5e-4, "weight decay (not applied to biases and norm layers)")
+    schedule: str = _f("onecycle", "learning-rate schedule", choices=SCHEDULES)
+    warmup: float = _f(0.2, "fraction of training spent warming up (onecycle)")
+    label_smoothing: float = _f(0.1, "label smoothing of the cross-entropy")
+    clip_grad: float | None = _f(None, "clip the gradient norm to this value")
+    ema: float | None = _f(None, "keep an exponential moving average of weights with this decay")
+    patience: int | None = _f(None, "stop after this many epochs without improvement")
+    augment: bool = _f(True, "random crop with padding (+ flips where they keep the class)")
+    image_size: int | None = _f(None, "resize images to this size (dataset default when unset)")
+    data_dir: str | None = _f(None, "folder holding the dataset files")
+    strict: bool = _f(False, "stop at the first unreadable image instead of skipping it")
+    seed: int = _f(0, "random seed: the same seed gives the same run on CPU")
+    out: str = _f("runs", "parent folder of run folders (runs/<task>/<name>)")
+    name: str | None = _f(None, "run folder name (exp, exp2, ... when unset)")
+    device: str = _f("auto", "where to train", choices=DEVICES)
+    amp: bool = _f(True, "mixed precision on CUDA (bf16 when supported, else fp16)")
+    channels_last: bool = _f(True, "channels_last memory format on CUDA")
+    compile: bool = _f(False, "torch.compile the model")
+    max_steps: int | None = _f(None, "stop (and save) after this many steps; resume continues")
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("device", DEVICES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}"
+                )
+        if (self.epochs is not None and self.epochs < 1) or self.batch_size < 1:
+            raise ValueError(
+                f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
+            )
+        if self.time is not None and self.time <= 0:
+            raise ValueError(f"time must be > 0 seconds, got {self.time}")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        """Rebuild from ``to_json``'s output; unknown keys are an error naming them."""
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def _base_type(annotation: Any) -> type:
+    """int for ``int | None``, bool for ``bool``, ..."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Add one ``--flag`` per TrainConfig field (default None = "not given on the command line")."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = _base_type(hints[f.name])
+        extra: dict[str, Any] = {"help": f"{f.metadata['help']} (default: {f.default})"}
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, **extra)
+        else:
+            if "choices" in f.metadata:
+                extra["choices"] = f.metadata["choices"]
+            parser.add_argument(flag, type=kind, default=None, dest=f.name, **extra)
+
+
+def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    """The fields given on the command line, over ``base`` (or the defaults)."""
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    return (base or TrainConfig()).replace(**given)

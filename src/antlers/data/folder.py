@@ -1,0 +1,250 @@
+"""Class-per-folder image datasets: ``root/<class name>/<image files>``.
+
+Layout: if root holds ``train/`` and ``test/`` (or ``val/``) folders, each holds class folders and
+gives the split of its name ("test" reads ``test/`` if present, else ``val/``). Otherwise the class
+folders are directly under root and a stratified ``test_fraction`` (default 0.2) of each class,
+chosen by `seed`, is the test split. Classes are the train folder's class folder names, sorted.
+
+Conversion, the same for every file:
+
+- EXIF orientation is applied (``ImageOps.exif_transpose``);
+- transparency (LA, RGBA, PA, P with a transparent colour) is composited on **white**;
+- 16-bit and 32-bit integer grayscale (I;16, I) is scaled from 0..65535 to 0..255;
+- CMYK, YCbCr and other colour modes are converted to RGB; 1-bit and float to 8-bit gray;
+- images are RGB (C = 3) unless every image of the dataset (both splits) has a grayscale mode
+  (1, L, LA, I, I;16, F), then gray (C = 1); palette images count as colour;
+- resize policy: scale the shorter side to `image_size` (default 64) and center-crop the other
+  (``ImageOps.fit``, bicubic, antialiased when shrinking).
+
+Files are opened read-only and never modified. Non-image files (by extension) and hidden files or
+folders are ignored. A file Pillow cannot read, or a decompression bomb (more pixels than
+``PIL.Image.MAX_IMAGE_PIXELS``), is skipped with one warning giving the count and first names, and
+listed in ``ImageSet.skipped``; with ``strict=True`` it raises ValueError naming the file instead.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from antlers.data.imageset import ImageSet, stratified_split_indices
+
+__all__ = ["DEFAULT_IMAGE_SIZE", "IMAGE_EXTENSIONS", "list_images", "load_folder", "read_image"]
+
+IMAGE_EXTENSIONS = (
+    ".bmp",
+    ".gif",
+    ".jpeg",
+    ".jpg",
+    ".pbm",
+    ".pgm",
+    ".png",
+    ".pnm",
+    ".ppm",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
+DEFAULT_IMAGE_SIZE = 64
+DEFAULT_TEST_FRACTION = 0.2
+BACKGROUND = (255, 255, 255, 255)
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
+SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val")}
+SHOWN_SKIPPED = 3
+
+
+def _visible(path: Path, root: Path) -> bool:
+    """False for hidden files and files inside hidden folders (names starting with '.')."""
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under `folder` (recursively), by extension, hidden ones excluded, sorted."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and _visible(p, folder)
+    )
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The visible sub-folders of `root`, sorted by name; ValueError if there are none."""
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise ValueError(f"{root}: no class folders; expected {root}/<class name>/<image files>")
+    return folders
+
+
+def index_classes(root: Path, classes: tuple[str, ...] | None) -> tuple[list[Path], np.ndarray]:
+    """Image files under root's class folders and their labels (indices into `classes`).
+
+    classes: the allowed class names; None accepts root's own class folders as the classes.
+    Raises ValueError for an empty class folder or a class not in `classes`.
+    """
+    folders = class_folders(root)
+    names = classes if classes is not None else tuple(f.name for f in folders)
+    files: list[Path] = []
+    labels: list[int] = []
+    for folder in folders:
+        if folder.name not in names:
+            raise ValueError(
+                f"{folder}: class {folder.name!r} is not a training class (allowed: {list(names)})"
+            )
+        found = list_images(folder)
+        if not found:
+            raise ValueError(
+                f"{folder}: class folder has no image files "
+                f"(extensions: {', '.join(IMAGE_EXTENSIONS)})"
+            )
+        files += found
+        labels += [names.index(folder.name)] * len(found)
+    return files, np.asarray(labels, dtype=np.int64)
+
+
+def split_roots(root: Path) -> dict[str, Path] | None:
+    """{"train": root/train, "test": root/test or root/val} when root has that layout, else None."""
+    found = {}
+    for split, candidates in SPLIT_FOLDERS.items():
+        existing = [root / c for c in candidates if (root / c).is_dir()]
+        if existing:
+            found[split] = existing[0]
+    return found if len(found) == len(SPLIT_FOLDERS) else None
+
+
+def open_checked(path: Path) -> Image.Image:
+    """Open and decode `path` read-only; DecompressionBombWarning is raised as an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with path.open("rb") as f, Image.open(f) as im:
+            im.load()
+            return ImageOps.exif_transpose(im)
+
+
+def to_8bit(im: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit "L" or "RGB" by the policy of the module docstring."""
+    if im.mode in ("L", "RGB"):
+        return im
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        values = np.asarray(im).astype(np.float64) * (255.0 / 65535.0)
+        return Image.fromarray(values.round().clip(0, 255).astype(np.uint8), mode="L")
+    if im.mode in ("1", "F"):
+        return im.convert("L")
+    if im.mode in ALPHA_MODES or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, BACKGROUND), rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def read_image(path: str | Path, image_size: int, channels: int) -> np.ndarray:
+    """One image file as uint8 (image_size, image_size, channels) by the module's policy.
+
+    Raises whatever Pillow raises for an unreadable or oversized file.
+    """
+    im = to_8bit(open_checked(Path(path)))
+    im = im.convert("L" if channels == 1 else "RGB")
+    im = ImageOps.fit(im, (image_size, image_size), method=Image.Resampling.BICUBIC)
+    return np.asarray(im, dtype=np.uint8).reshape(image_size, image_size, channels)
+
+
+def is_gray_file(path: Path) -> bool | None:
+    """Whether the file's mode is grayscale, from its header only; None if it cannot be opened."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with path.open("rb") as f, Image.open(f) as im:
+                return im.mode in GRAY_MODES
+    except Exception:  # Pillow raises many exception types for malformed files
+        return None
+
+
+def decode_all(
+    files: list[Path], image_size: int, channels: int, strict: bool
+) -> tuple[list[np.ndarray], list[int], list[tuple[Path, str]]]:
+    """Decode `files`; returns (arrays, indices of the decoded files, (path, reason) skipped)."""
+    arrays: list[np.ndarray] = []
+    kept: list[int] = []
+    skipped: list[tuple[Path, str]] = []
+    for i, path in enumerate(files):
+        try:
+            arrays.append(read_image(path, image_size, channels))
+        except Exception as error:  # Pillow raises many exception types for malformed files
+            reason = f"{type(error).__name__}: {error}"
+            if strict:
+                raise ValueError(f"{path}: cannot read image: {reason}") from error
+            skipped.append((path, reason))
+            continue
+        kept.append(i)
+    return arrays, kept, skipped
+
+
+def select_files(
+    root: Path, split: str, seed: int, test_fraction: float
+) -> tuple[list[Path], np.ndarray, tuple[str, ...], list[Path]]:
+    """(files, labels) of `split`, the class names, and every image file of both splits."""
+    roots = split_roots(root)
+    if roots is not None:
+        classes = tuple(f.name for f in class_folders(roots["train"]))
+        per_split = {name: index_classes(folder, classes) for name, folder in roots.items()}
+        files, labels = per_split[split]
+        return files, labels, classes, per_split["train"][0] + per_split["test"][0]
+    classes = tuple(f.name for f in class_folders(root))
+    every_file, every_label = index_classes(root, classes)
+    train_idx, test_idx = stratified_split_indices(every_label, test_fraction, seed)
+    chosen = train_idx if split == "train" else test_idx
+    return [every_file[i] for i in chosen], every_label[chosen], classes, every_file
+
+
+def warn_skipped(root: Path, skipped: list[tuple[Path, str]]) -> None:
+    """One warning with the number of skipped files and the first few names."""
+    shown = ", ".join(path.name for path, _ in skipped[:SHOWN_SKIPPED])
+    more = ", ..." if len(skipped) > SHOWN_SKIPPED else ""
+    warnings.warn(
+        f"{root}: skipped {len(skipped)} unreadable image file(s): {shown}{more} "
+        "(full list in ImageSet.skipped; strict=True raises instead)",
+        stacklevel=3,
+    )
+
+
+def load_folder(
+    root: str | Path,
+    split: str = "train",
+    *,
+    image_size: int | None = None,
+    strict: bool = False,
+    seed: int = 0,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+) -> ImageSet:
+    """Load one split of a class-per-folder dataset as uint8 (N, C, S, S), S = image_size or 64.
+
+    See the module docstring for the layout, the conversion policy and how unreadable files
+    are handled. The ImageSet's name is the root folder's name.
+    """
+    root = Path(root).expanduser()
+    if split not in SPLIT_FOLDERS:
+        raise ValueError(f"split must be one of {list(SPLIT_FOLDERS)}, got {split!r}")
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder (expected {root}/<class name>/<image files>)")
+    size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
+    if size <= 0:
+        raise ValueError(f"image_size must be a positive integer, got {size}")
+    files, labels, classes, every_file = select_files(root, split, seed, test_fraction)
+    if not files:
+        raise ValueError(f"{root}: no images for split {split!r} (too few images to hold out?)")
+    channels = 1 if all(is_gray_file(p) is not False for p in every_file) else 3
+    arrays, kept, skipped = decode_all(files, size, channels, strict)
+    if skipped:
+        warn_skipped(root, skipped)
+    if not arrays:
+        raise ValueError(
+            f"{root}: none of the {len(files)} image files of split {split!r} is readable"
+        )
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    skipped_text = tuple(f"{path}: {reason}" for path, reason in skipped)
+    return ImageSet(
+        images, torch.from_numpy(labels[kept]), classes, root.resolve().name, skipped_text
+    )

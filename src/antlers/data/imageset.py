@@ -1,0 +1,125 @@
+"""`ImageSet`: an in-memory image-classification dataset, the one type every loader returns.
+
+Conventions: images are stored as uint8 tensors of shape (N, C, H, W) with C = 1 (grayscale) or
+C = 3 (RGB); a sample is the dict ``{"image": float32 (C, H, W) in [0, 1], "label": int}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["ImageSet", "resize_images", "stratified_split_indices"]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSet:
+    """A labelled set of images held in memory.
+
+    Attributes:
+        images: uint8 tensor (N, C, H, W), C in {1, 3}.
+        labels: int64 tensor (N,), each in [0, len(classes)).
+        classes: class names; label k means ``classes[k]``.
+        name: the dataset's name ("mnist", "shapes", a folder's name, ...).
+        skipped: files a loader could not read and left out (folder datasets), as
+            "path: reason" strings; empty for the built-in sets.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    name: str
+    skipped: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Check dtypes, shapes and label range; raise ValueError on any mismatch."""
+        if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8:
+            raise ValueError(f"{self.name}: images must be a torch.uint8 tensor")
+        if self.images.ndim != 4 or self.images.shape[1] not in (1, 3):
+            raise ValueError(
+                f"{self.name}: images must have shape (N, C, H, W) with C in (1, 3), "
+                f"got {tuple(self.images.shape)}"
+            )
+        if not isinstance(self.labels, torch.Tensor) or self.labels.dtype != torch.int64:
+            raise ValueError(f"{self.name}: labels must be a torch.int64 tensor")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError(
+                f"{self.name}: labels must have shape (N,) = ({self.images.shape[0]},), "
+                f"got {tuple(self.labels.shape)}"
+            )
+        if not self.classes:
+            raise ValueError(f"{self.name}: classes must not be empty")
+        object.__setattr__(self, "classes", tuple(self.classes))
+        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
+            raise ValueError(
+                f"{self.name}: labels must lie in [0, {len(self.classes)}), "
+                f"got [{int(self.labels.min())}, {int(self.labels.max())}]"
+            )
+
+    def __len__(self) -> int:
+        """Number of images N."""
+        return int(self.images.shape[0])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
+        """Sample i as ``{"image": float32 (C, H, W) in [0, 1], "label": int}``."""
+        return {"image": self.images[i].float() / 255.0, "label": int(self.labels[i])}
+
+    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> ImageSet:
+        """The images at `indices` (in that order), same classes and name."""
+        index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return ImageSet(
+            self.images[index], self.labels[index], self.classes, self.name, self.skipped
+        )
+
+    def split(self, fraction: float, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+        """Split into (rest, held_out): held_out gets round(fraction * n_k) of each class k.
+
+        Stratified and deterministic: the same seed gives the same split. Both parts keep the
+        original order of the images; rounding is halves up.
+        """
+        rest, held = stratified_split_indices(self.labels.numpy(), fraction, seed)
+        return self.subset(rest), self.subset(held)
+
+
+def stratified_split_indices(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (rest, held_out) with round(fraction * n_k) of each class k held out.
+
+    labels: int array (N,). Each class is shuffled by a NumPy Generator seeded with `seed`;
+    both returned index arrays are sorted ascending.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    held: list[np.ndarray] = []
+    for k in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == k))
+        held.append(members[: int(fraction * len(members) + 0.5)])
+    held_out = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
+    rest = np.setdiff1d(np.arange(len(labels)), held_out)
+    return rest.astype(np.int64), held_out.astype(np.int64)
+
+
+def resize_images(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.Tensor:
+    """Resize uint8 images (N, C, H, W) to (N, C, size, size), bilinear with antialiasing.
+
+    Meant for the square built-in sets (MNIST, CIFAR-10, digits); non-square inputs are
+    stretched. Works in chunks of `chunk` images to bound memory.
+    """
+    if size <= 0:
+        raise ValueError(f"image_size must be a positive integer, got {size}")
+    if images.shape[-2:] == (size, size):
+        return images
+    parts = []
+    for start in range(0, len(images), chunk):
+        x = images[start : start + chunk].float()
+        y = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+        parts.append(y.round_().clamp_(0, 255).to(torch.uint8))
+    if not parts:
+        return images.new_zeros((0, images.shape[1], size, size))
+    return torch.cat(parts)

@@ -1,0 +1,78 @@
+"""Checkpoints: weights as safetensors (never a pickle), the rest with ``weights_only=True``.
+
+* ``weights/*.safetensors``: the model's tensors, plus metadata ``{"antlers": JSON}`` holding the
+  task, the model config and the class names, so the file alone rebuilds the model.
+* ``state/last.pt``: optimizer state, EMA, step, epoch, best metric, history — written with
+  ``torch.save`` and read with ``torch.load(weights_only=True)``, which refuses any pickle that
+  would run code.
+
+Every write is atomic (:mod:`antlers.fileio`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as save_safetensors_bytes
+
+from antlers.fileio import atomic_write
+
+__all__ = ["CheckpointError", "load_state", "load_weights", "save_state", "save_weights"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and the reason."""
+
+
+def save_weights(model: torch.nn.Module, path: str | Path, meta: dict[str, Any]) -> Path:
+    """Write the model's state dict as safetensors with ``meta`` (JSON) in the metadata."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    payload = save_safetensors_bytes(tensors, metadata={"antlers": json.dumps(meta)})
+    return atomic_write(path, payload)
+
+
+def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read ``(state_dict, meta)`` from a safetensors file written by :func:`save_weights`."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"{path}: weights must be a .safetensors file (pickles are refused)")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({error})") from error
+    if "antlers" not in metadata:
+        raise CheckpointError(f"{path}: no antlers metadata (task, model, classes) in the file")
+    return tensors, json.loads(metadata["antlers"])
+
+
+def save_state(state: dict[str, Any], path: str | Path) -> Path:
+    """Write the training state (tensors, numbers, strings, lists, dicts only)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return atomic_write(path, buffer.getvalue())
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """Read a training state with ``weights_only=True``: a pickle that would run code is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path}: refused: this file is not a plain training state (it asks to run code "
+            f"while loading; antlers only loads tensors and plain values)"
+        ) from error
+    except (RuntimeError, EOFError) as error:
+        raise CheckpointError(f"{path}: cannot read the training state ({error})") from error

@@ -1,0 +1,86 @@
+"""The training loop's small parts: device choice, optimizer, EMA, signals, metric reduction."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import torch
+from torch import nn
+
+from antlers.config import TrainConfig
+from antlers.engine import dist
+
+__all__ = ["StopFlag", "build_optimizer", "make_ema", "pick_device", "reduce_metrics"]
+
+
+def pick_device(name: str) -> torch.device:
+    """ "auto" is CUDA when available, else CPU; "cuda" without a GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use auto or cpu")
+    return torch.device(name)
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or AdamW; no weight decay on biases and normalisation parameters (ndim<2)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    lr = config.lr or (0.2 if config.optimizer == "sgd" else 3e-3)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def make_ema(model: nn.Module, decay: float | None) -> Any:
+    """torch's AveragedModel with an exponential moving average (buffers too), or None."""
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def reduce_metrics(
+    metrics: dict[str, float], info: dist.DistInfo, device: torch.device
+) -> dict[str, float]:
+    """Average per-process metrics weighted by their ``count`` (which is dropped)."""
+    count = metrics.pop("count")
+    keys = sorted(metrics)
+    sums = dist.all_reduce_sum([metrics[k] * count for k in keys] + [count], info, device)
+    return {k: s / sums[-1] for k, s in zip(keys, sums[:-1], strict=True)}
+
+
+class StopFlag:
+    """Context manager: SIGINT/SIGTERM set ``raised`` instead of killing the process.
+
+    The loop checks the flag after each step, saves and stops. A second signal while the
+    first is being handled restores the default behaviour (so a stuck run can still be killed).
+    Handlers are only installed in the main thread.
+    """
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.raised:
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+        self.raised = True
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,127 @@
+"""Image classification: data, models, cross-entropy, predictions, metrics and report figures.
+
+The task contract (see ``antlers.tasks``): ``load_data``, ``build_model``, ``loss``, ``predict``,
+``evaluate``, ``report``. Images are float (B, C, H, W) in [0, 1]; labels int64 (B,).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from antlers.config import TrainConfig
+from antlers.engine.loader import TensorLoader
+from antlers.tasks.classify_models import build_classifier
+
+__all__ = ["ClassifyTask", "TaskData"]
+
+# Mirroring keeps the class of a garment, a photo or a shape, not of a digit.
+NO_FLIP = {"mnist", "digits"}
+
+
+@dataclass
+class TaskData:
+    """What ``fit`` trains on: loaders for this process, the validation set, and the model meta."""
+
+    train: TensorLoader
+    val: TensorLoader
+    meta: dict[str, Any]
+    val_images: Tensor
+    val_labels: Tensor
+
+
+@dataclass(frozen=True)
+class ClassifyTask:
+    name: str = "classify"
+    primary_metric: str = "accuracy"
+    default_model: str = "fast_resnet"
+
+    def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> TaskData:
+        from antlers.data import load_dataset
+
+        kwargs = {
+            "data_dir": config.data_dir,
+            "image_size": config.image_size,
+            "strict": config.strict,
+            "seed": config.seed,
+        }
+        train = load_dataset(config.data, "train", **kwargs)
+        val = load_dataset(config.data, "test", **kwargs)
+        pixels = train.images.float().div(255)
+        meta = {
+            "task": self.name,
+            "model": config.model or self.default_model,
+            "in_channels": int(train.images.shape[1]),
+            "image_size": [int(train.images.shape[2]), int(train.images.shape[3])],
+            "classes": list(train.classes),
+            "data": config.data,
+            "mean": pixels.mean(dim=(0, 2, 3)).tolist(),
+            "std": pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist(),
+        }
+        padding = max(1, meta["image_size"][0] // 8) if config.augment else 0
+        flip = config.augment and train.name not in NO_FLIP
+        return TaskData(
+            train=TensorLoader(
+                train.images,
+                train.labels,
+                config.batch_size,
+                shuffle=True,
+                seed=config.seed,
+                crop_padding=padding,
+                flip=flip,
+                rank=rank,
+                world_size=world_size,
+                drop_last=len(train.labels) > 4 * config.batch_size,
+            ),
+            val=TensorLoader(val.images, val.labels, 500, rank=rank, world_size=world_size),
+            meta=meta,
+            val_images=val.images,
+            val_labels=val.labels,
+        )
+
+    def build_model(self, meta: dict[str, Any]) -> nn.Module:
+        return build_classifier(meta)
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, Tensor], label_smoothing: float = 0.0
+    ) -> dict[str, Tensor]:
+        logits = model(batch["image"])
+        loss = F.cross_entropy(logits.float(), batch["label"], label_smoothing=label_smoothing)
+        return {"loss": loss}
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, images: Tensor) -> Tensor:
+        """Class probabilities (B, K) for images (B, C, H, W) in [0, 1]."""
+        model.eval()
+        return model(images).float().softmax(dim=1)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: TensorLoader) -> dict[str, float]:
+        """Mean loss, top-1 and top-5 accuracy over this process's shard, with its ``count``."""
+        model.eval()
+        device = next(model.parameters()).device
+        loss = correct = top5 = count = 0.0
+        for batch in loader.epoch(0):
+            logits = model(batch["image"].to(device)).float()
+            labels = batch["label"].to(device)
+            loss += F.cross_entropy(logits, labels, reduction="sum").item()
+            k = min(5, logits.shape[1])
+            topk = logits.topk(k, dim=1).indices
+            correct += (topk[:, 0] == labels).sum().item()
+            top5 += (topk == labels[:, None]).any(dim=1).sum().item()
+            count += len(labels)
+        metrics = {"loss": loss / count, "accuracy": correct / count, "count": count}
+        if logits.shape[1] > 5:
+            metrics["top5"] = top5 / count
+        return metrics
+
+    def report(self, run_dir: Path, model: nn.Module, data: TaskData) -> dict[str, Any]:
+        """Confusion matrix, per-class accuracy and a grid of misclassified test images."""
+        from antlers.tasks.classify_report import write_report_figures
+
+        return write_report_figures(self, run_dir, model, data)

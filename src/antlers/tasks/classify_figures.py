@@ -1,0 +1,79 @@
+"""Figures and the HTML report page of a classification run."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from antlers.fileio import atomic_write
+
+__all__ = ["confusion_figure", "image_grid_figure", "report_html"]
+
+
+def confusion_figure(matrix: np.ndarray, classes: Sequence[str]) -> Figure:
+    """Row-normalised confusion matrix with the counts written in each cell."""
+    k = len(classes)
+    fig = Figure(figsize=(1.0 + 0.6 * k, 0.8 + 0.55 * k), layout="constrained")
+    ax = fig.subplots()
+    rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for (r, c), v in np.ndenumerate(matrix):
+        if v:
+            ax.text(
+                c,
+                r,
+                str(v),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rates[r, c] > 0.5 else "black",
+            )
+    ax.set_xticks(range(k), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(k), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return fig
+
+
+def image_grid_figure(images: Tensor, captions: Sequence[str], columns: int = 8) -> Figure:
+    """uint8 images (B, C, H, W) in a grid, each with a caption."""
+    n = len(images)
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    fig = Figure(figsize=(1.6 * columns, 1.8 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            image = images[i].permute(1, 2, 0).numpy()
+            ax.imshow(image[..., 0] if image.shape[2] == 1 else image, cmap="gray")
+            ax.set_title(captions[i], fontsize=7)
+    return fig
+
+
+def report_html(run_dir: Path, report: dict[str, Any]) -> Path:
+    """report.html linking the run's files, with the per-class accuracy table."""
+    rows = "".join(
+        f"<tr><td>{html.escape(c)}</td><td>{a:.1%}</td></tr>"
+        for c, a in report["per_class_accuracy"].items()
+    )
+    images = "".join(
+        f'<h2>{name}</h2><img src="{name}.png" style="max-width:100%">'
+        for name in ("curves", "confusion", "misclassified")
+        if (run_dir / f"{name}.png").exists()
+    )
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>antlers run</title></head>"
+        f"<body style='font-family:sans-serif'><h1>{html.escape(str(run_dir))}</h1>"
+        f"<p>test accuracy {report['accuracy']:.2%} · <a href='metrics.csv'>metrics.csv</a> · "
+        "<a href='config.json'>config.json</a> · weights in <code>weights/</code></p>"
+        f"<table border=1 cellpadding=4><tr><th>class</th><th>accuracy</th></tr>{rows}</table>"
+        f"{images}</body></html>"
+    )
+    return atomic_write(run_dir / "report.html", page)

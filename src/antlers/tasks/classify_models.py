@@ -1,0 +1,163 @@
+"""Classification models by name, built from a run's ``meta`` dict so a weights file rebuilds them.
+
+``meta`` holds ``in_channels``, ``image_size`` (H, W), ``classes`` and the data's per-channel
+``mean``/``std``. Every model here takes images in [0, 1] (B, C, H, W) and returns logits
+(B, num_classes): normalisation is the model's first layer, so ``predict`` needs no
+preprocessing knowledge.
+
+* ``fast_resnet`` (default): a small residual network designed for time-to-accuracy on a CPU, after
+  the ResNet-9 of the DAWNBench / airbench speed records: conv-BN-ReLU blocks, max pooling early so
+  the expensive layers run at low resolution, one residual pair per stage, global max pooling and
+  a scaled-down linear head. About 0.4 M parameters.
+* ``lecture_cnn``: the lecture's network sized for the input; ``alexnet`` (227x227 inputs) and
+  ``alexnet_small`` (the same five-conv, three-dense layout for 28-64 px images).
+* any torchvision classification model by name (``resnet18``, ...), ``weights=None``; grayscale
+  inputs are repeated to 3 channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from antlers.nets import AlexNet, lecture_cnn
+
+__all__ = ["MODELS", "build_classifier", "fast_resnet"]
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel; x in [0, 1] (B, C, H, W)."""
+
+    def __init__(self, mean: list[float], std: list[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    """3x3 convolution (padding 1, no bias) -> BatchNorm -> ReLU; keeps H x W."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Residual(nn.Module):
+    """x + f(x) with f = two conv_bn blocks."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class Scale(nn.Module):
+    """Multiply by a constant: the 1/8 on the logits that keeps the early steps of a fast
+    schedule from saturating the softmax (as in the ResNet-9 speed record)."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.factor
+
+
+def fast_resnet(in_channels: int, num_classes: int, width: int = 32) -> nn.Sequential:
+    """ResNet-9-style classifier for small images (28-64 px): H/8 x W/8 at the last stage."""
+    w = width
+    return nn.Sequential(
+        conv_bn(in_channels, w),
+        conv_bn(w, 2 * w),
+        nn.MaxPool2d(2),
+        Residual(2 * w),
+        conv_bn(2 * w, 4 * w),
+        nn.MaxPool2d(2),
+        conv_bn(4 * w, 8 * w),
+        nn.MaxPool2d(2),
+        Residual(8 * w),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8 * w, num_classes, bias=False),
+        Scale(0.125),
+    )
+
+
+def alexnet_small(in_channels: int, num_classes: int, dropout: float = 0.5) -> nn.Sequential:
+    """AlexNet's layout (5 convs, 3 max pools, 3 dense) scaled to 28-64 px inputs."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 64, 5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(128, 192, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(192, 192, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(192, 128, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveMaxPool2d(3),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(128 * 9, 512),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(512, 512),
+        nn.ReLU(inplace=True),
+        nn.Linear(512, num_classes),
+    )
+
+
+def _lecture(meta: dict[str, Any]) -> nn.Module:
+    h, w = meta["image_size"]
+    return lecture_cnn(in_shape=(meta["in_channels"], h, w), classes=meta["classes"])
+
+
+def _torchvision(name: str, meta: dict[str, Any]) -> nn.Module:
+    import torchvision
+
+    model = torchvision.models.get_model(name, weights=None, num_classes=len(meta["classes"]))
+    if meta["in_channels"] == 1:
+        return nn.Sequential(_Repeat3(), model)
+    return model
+
+
+class _Repeat3(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.expand(-1, 3, -1, -1)
+
+
+MODELS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
+    "fast_resnet": lambda m: fast_resnet(m["in_channels"], len(m["classes"])),
+    "lecture_cnn": _lecture,
+    "alexnet": lambda m: AlexNet(num_classes=len(m["classes"])),
+    "alexnet_small": lambda m: alexnet_small(m["in_channels"], len(m["classes"])),
+}
+
+
+def build_classifier(meta: dict[str, Any]) -> nn.Module:
+    """Normalize + the named model; unknown names list ours and point at torchvision's."""
+    name = meta["model"]
+    if name in MODELS:
+        body = MODELS[name](meta)
+    else:
+        import torchvision
+
+        if name not in torchvision.models.list_models(module=torchvision.models):
+            raise ValueError(
+                f"unknown model {name!r}; allowed: {', '.join(MODELS)}, or a "
+                f"torchvision classification model such as resnet18"
+            )
+        body = _torchvision(name, meta)
+    return nn.Sequential(Normalize(meta["mean"], meta["std"]), body)

@@ -1,0 +1,146 @@
+"""The engine: exact resume (mid-epoch too), extension, signals, checkpoints, safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from antlers.config import TrainConfig
+from antlers.engine.checkpoint import CheckpointError, load_state, load_weights
+from antlers.engine.fit import NonFiniteLossError, fit
+from antlers.run import Run
+from antlers.tasks import get_task
+
+QUICK = {"data": "digits", "batch_size": 128, "lr": 0.05, "device": "cpu"}
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_state(run_dir / "state" / "last.pt")["model"]
+
+
+def quiet(*_: object) -> None:
+    pass
+
+
+def test_resume_mid_epoch_equals_uninterrupted(tmp_path: Path) -> None:
+    task = get_task("classify")
+    whole = fit(task, TrainConfig(**QUICK, epochs=2, out=str(tmp_path), name="whole"), log=quiet)
+    cut = TrainConfig(**QUICK, epochs=2, out=str(tmp_path), name="cut", max_steps=17)
+    first = fit(task, cut, log=quiet)
+    assert first.stopped_by == "max_steps"
+    state = load_state(first.run_dir / "state" / "last.pt")
+    assert state["loop"]["epoch"] == 1  # stopped in epoch 2 ...
+    assert state["loop"]["batch"] > 0  # ... in its middle
+    second = fit(task, cut.replace(max_steps=None), resume=first.run_dir, log=quiet)
+    assert second.stopped_by == "epochs"
+    a, b = _weights(whole.run_dir), _weights(second.run_dir)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [r["val_accuracy"] for r in whole.history] == [r["val_accuracy"] for r in second.history]
+
+
+def test_extend_a_finished_run(tmp_path: Path) -> None:
+    run = fit(
+        get_task("classify"), TrainConfig(**QUICK, epochs=1, out=str(tmp_path), name="x"), log=quiet
+    )
+    config = TrainConfig(**QUICK, epochs=2, out=str(tmp_path), name="x")
+    extended = fit(get_task("classify"), config, resume=run.run_dir, log=quiet)
+    assert [row["epoch"] for row in extended.history] == [1, 2]
+    assert (run.run_dir / "metrics.csv").read_text().count("\n") == 3  # header + 2 epochs
+
+
+def test_run_folder_contents_and_reload(tmp_path: Path) -> None:
+    result = fit(get_task("classify"), TrainConfig(**QUICK, epochs=1, out=str(tmp_path)), log=quiet)
+    assert result.run_dir == tmp_path / "classify" / "exp"
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "curves.png",
+        "confusion.png",
+        "report.html",
+        "weights/best.safetensors",
+        "weights/last.safetensors",
+        "state/last.pt",
+    ):
+        assert (result.run_dir / name).is_file(), name
+    _, meta = load_weights(result.run_dir / "weights" / "last.safetensors")
+    assert meta["classes"] == [str(d) for d in range(10)]
+    run = Run.load(result.run_dir / "weights" / "last.safetensors")  # the file alone rebuilds it
+    images = torch.rand(3, 1, 8, 8)
+    index, probabilities = run.predict(images)
+    assert index.shape == (3,)
+    assert probabilities.shape == (3, 10)
+    torch.testing.assert_close(probabilities.sum(1), torch.ones(3))
+    second = fit(get_task("classify"), TrainConfig(**QUICK, epochs=1, out=str(tmp_path)), log=quiet)
+    assert second.run_dir.name == "exp2"
+
+
+def test_non_finite_loss_names_the_step_and_checkpoint(tmp_path: Path) -> None:
+    config = TrainConfig(
+        **{**QUICK, "lr": 1e30}, epochs=1, out=str(tmp_path), name="nan", label_smoothing=0.0
+    )
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+ .*last good checkpoint: .*last.pt"):
+        fit(get_task("classify"), config, log=quiet)
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    path = tmp_path / "last.pt"
+    torch.save({"x": Evil()}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_state(path)
+    assert not (tmp_path / "pwned").exists()
+    with pytest.raises(CheckpointError, match="pickles are refused"):
+        load_weights(path)
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "antlers",
+        "train",
+        "classify",
+        "--data",
+        "digits",
+        "--epochs",
+        "50",
+        "--batch-size",
+        "32",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "sig",
+        "--device",
+        "cpu",
+    ]
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until the first epoch is done, then interrupt
+        if line.startswith("epoch 1:"):
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=60) == 130
+    assert "stopped by signal at step" in rest
+    assert "Traceback" not in rest
+    state = load_state(tmp_path / "classify" / "sig" / "state" / "last.pt")
+    assert state["loop"]["step"] > 0

@@ -1,0 +1,77 @@
+"""The tour: the quick run writes index.html with chapters 1-3, their figures and numbers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from antlers.cli import main
+from antlers.tour import CHAPTERS, run_tour
+
+
+@pytest.fixture(scope="module")
+def quick_tour(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("tour")
+    lines: list[str] = []
+    result = run_tour(out, quick=True, log=lines.append)
+    assert result.index == out / "index.html"
+    return out, "\n".join(lines)
+
+
+def test_index_has_chapters_one_to_three(quick_tour: tuple[Path, str]) -> None:
+    out, _ = quick_tour
+    page = (out / "index.html").read_text()
+    for number in (1, 2, 3):
+        assert f'<section id="ch{number}">' in page
+    assert "Convolution" in page
+    assert "4x(1760+1) = 7,044" in page  # the lecture CNN's FC layer, formula filled in
+    assert "12x(30+1) = 372 parameters" in page  # conv vs fully connected
+    assert re.search(r"held-out accuracy 9\d\.\d%", page), "NumPy CNN accuracy missing"
+
+
+def test_every_linked_figure_exists_and_is_a_png(quick_tour: tuple[Path, str]) -> None:
+    out, _ = quick_tour
+    page = (out / "index.html").read_text()
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) >= 5
+    for src in sources:
+        with Image.open(out / src) as image:
+            assert image.format == "PNG"
+    assert not list(out.glob(".*.tmp")), "temporary files left behind"
+
+
+def test_progress_is_shown(quick_tour: tuple[Path, str]) -> None:
+    _, log = quick_tour
+    assert "[1/3] chapter 1 ..." in log
+    assert "[3/3] Backprop learns the features:" in log
+    assert "epoch 1/4" in log
+
+
+def test_stride_one_conv_is_equivariant_in_the_page(quick_tour: tuple[Path, str]) -> None:
+    out, _ = quick_tour
+    page = (out / "index.html").read_text()
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td></tr>", page)
+    verdicts = {layer: verdict for layer, _, verdict in rows if verdict.endswith("equivariant")}
+    assert verdicts["conv 3x3, stride 1, + ReLU"] == "equivariant"
+    assert verdicts["conv 3x3, stride 2"] == "not equivariant"
+    assert verdicts["max pool 2x2"] == "not equivariant"
+
+
+def test_cli_single_chapter(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["tour", "--quick", "--chapter", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == f"open {tmp_path / 'index.html'}"
+    assert any(
+        line.startswith("  1. Convolution: edge detector output row [0, -3, 6, -3]") for line in out
+    )
+    page = (tmp_path / "index.html").read_text()
+    assert '<section id="ch1">' in page
+    assert '<section id="ch2">' not in page
+
+
+def test_unknown_chapter_lists_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"chapters are {sorted(CHAPTERS)}")):
+        run_tour(tmp_path, chapters=[42])
