@@ -21,10 +21,10 @@ def quick_tour(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return out, "\n".join(lines)
 
 
-def test_index_has_chapters_one_to_three(quick_tour: tuple[Path, str]) -> None:
+def test_index_has_chapters_one_to_four(quick_tour: tuple[Path, str]) -> None:
     out, _ = quick_tour
     page = (out / "index.html").read_text()
-    for number in (1, 2, 3):
+    for number in (1, 2, 3, 4):
         assert f'<section id="ch{number}">' in page
     assert "Convolution" in page
     assert "4x(1760+1) = 7,044" in page  # the lecture CNN's FC layer, formula filled in
@@ -45,9 +45,22 @@ def test_every_linked_figure_exists_and_is_a_png(quick_tour: tuple[Path, str]) -
 
 def test_progress_is_shown(quick_tour: tuple[Path, str]) -> None:
     _, log = quick_tour
-    assert "[1/3] chapter 1 ..." in log
-    assert "[3/3] Backprop learns the features:" in log
+    assert "[1/4] chapter 1 ..." in log
+    assert "[3/4] Backprop learns the features:" in log
+    assert "[4/4] A CNN learns to classify:" in log
     assert "epoch 1/4" in log
+
+
+def test_classification_chapter_trains_and_reports(quick_tour: tuple[Path, str]) -> None:
+    out, _ = quick_tour
+    page = (out / "index.html").read_text()
+    found = re.search(r"(fashion-mnist|shapes) for 25 s of CPU time", page)
+    assert found, "chapter 4 does not say what it trained on"
+    assert (out / "classify" / "ch4_run" / "weights" / "best.safetensors").is_file()
+    assert (out / "ch4_confusion.png").is_file()
+    accuracies = [float(a) for a in re.findall(r"<td>(\d+\.\d+)%</td>", page)]
+    assert accuracies, "no test accuracy in the chapter's table"
+    assert max(accuracies) > 50.0  # far above chance (10% or 17%) after 25 s
 
 
 def test_stride_one_conv_is_equivariant_in_the_page(quick_tour: tuple[Path, str]) -> None:

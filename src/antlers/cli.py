@@ -97,8 +97,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
         result = fit(get_task(config.task), config, resume=args.resume)
     except NonFiniteLossError as error:
         raise ValueError(str(error)) from None
-    if result.stopped_by in ("signal", "max_steps"):
-        raise SystemExit(130 if result.stopped_by == "signal" else 0)
+    if result.stopped_by == "signal":
+        raise SystemExit(130)  # interrupted: the state is saved, --resume continues
+    if result.stopped_by == "max_steps":
+        return
     if result.history:
         last = result.history[-1]
         shown = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k.startswith("val_"))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as torch_dist
 
-__all__ = ["DistInfo", "all_reduce_sum", "barrier", "cleanup", "setup"]
+__all__ = ["DistInfo", "all_reduce_sum", "barrier", "broadcast_buffers", "cleanup", "setup"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,17 @@ def all_reduce_sum(values: list[float], info: DistInfo, device: torch.device) ->
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     torch_dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every process.
+
+    DDP keeps parameters identical, but each process updates its BatchNorm statistics on its own
+    shard after the last broadcast; this makes every rank evaluate and save the same model.
+    """
+    if info.enabled:
+        for buffer in module.buffers():
+            torch_dist.broadcast(buffer, src=0)
 
 
 def barrier(info: DistInfo) -> None:

@@ -198,7 +198,7 @@ def _train(
                 )
                 log(
                     f"stopped by {reason} at step {loop.step}; state saved in {run_dir}; "
-                    f"continue with: antlers train --resume {run_dir}"
+                    f"continue with: antlers train {task.name} --resume {run_dir}"
                 )
                 return reason
         bar.close()
@@ -249,6 +249,7 @@ def _end_epoch(
     log: Any,
 ) -> str | None:
     """Evaluate, record, checkpoint; returns "early_stop" when patience ran out."""
+    dist.broadcast_buffers(model, info)
     eval_model = ema.module if ema is not None else model
     metrics = reduce_metrics(task.evaluate(eval_model, data.val), info, device)
     train_loss = dist.all_reduce_sum([sum(losses), len(losses)], info, device)

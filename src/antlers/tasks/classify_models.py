@@ -8,7 +8,7 @@ preprocessing knowledge.
 * ``fast_resnet`` (default): a small residual network designed for time-to-accuracy on a CPU, after
   the ResNet-9 of the DAWNBench / airbench speed records: conv-BN-ReLU blocks, max pooling early so
   the expensive layers run at low resolution, one residual pair per stage, global max pooling and
-  a scaled-down linear head. About 0.4 M parameters.
+  a scaled-down linear head. About 0.23 M parameters at the default width 12.
 * ``lecture_cnn``: the lecture's network sized for the input; ``alexnet`` (227x227 inputs) and
   ``alexnet_small`` (the same five-conv, three-dense layout for 28-64 px images).
 * any torchvision classification model by name (``resnet18``, ...), ``weights=None``; grayscale
@@ -72,7 +72,7 @@ class Scale(nn.Module):
         return x * self.factor
 
 
-def fast_resnet(in_channels: int, num_classes: int, width: int = 32) -> nn.Sequential:
+def fast_resnet(in_channels: int, num_classes: int, width: int = 12) -> nn.Sequential:
     """ResNet-9-style classifier for small images (28-64 px): H/8 x W/8 at the last stage."""
     w = width
     return nn.Sequential(

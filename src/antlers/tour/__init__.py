@@ -16,6 +16,7 @@ from pathlib import Path
 
 from antlers.fileio import atomic_write
 from antlers.tour.backprop import backprop_chapter
+from antlers.tour.classify import classify_chapter
 from antlers.tour.cnn import cnn_chapter
 from antlers.tour.convolution import convolution_chapter
 from antlers.tour.page import Chapter, TourContext, page
@@ -26,6 +27,7 @@ CHAPTERS: dict[int, Callable[[TourContext], Chapter]] = {
     1: convolution_chapter,
     2: cnn_chapter,
     3: backprop_chapter,
+    4: classify_chapter,
 }
 
 

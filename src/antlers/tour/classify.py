@@ -1,0 +1,77 @@
+"""Tour chapter 4: a CNN learns to classify.
+
+Trains the engine's default classifier on Fashion-MNIST when its files are on this machine
+(Debian's dataset-fashion-mnist, $ANTLERS_DATA or ~/.cache/antlers; never downloaded here), else
+on the built-in ``shapes``, for a fixed time budget; then shows the curves, the confusion matrix
+and predictions on held-out images.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from antlers.tour.page import Chapter, TourContext, figure, paragraph, table
+
+__all__ = ["classify_chapter"]
+
+
+def _dataset() -> str:
+    """fashion-mnist if its files are already here, else shapes (offline either way)."""
+    from antlers.data import DatasetNotFoundError, load_dataset
+
+    try:
+        load_dataset("fashion-mnist", "test", download=False)
+    except DatasetNotFoundError:
+        return "shapes"
+    return "fashion-mnist"
+
+
+def classify_chapter(ctx: TourContext) -> Chapter:
+    from antlers.run import train
+
+    data = _dataset()
+    seconds = 25 if ctx.quick else 150
+    ctx.log(f"      training fast_resnet on {data} for {seconds} s")
+    folder = ctx.out / "classify" / "ch4_run"
+    shutil.rmtree(folder, ignore_errors=True)
+    run = train(
+        "classify",
+        data=data,
+        model="fast_resnet",
+        time=seconds,
+        batch_size=256,
+        lr=0.4,
+        out=str(ctx.out),
+        name="ch4_run",
+    )
+    for name in ("curves", "confusion", "misclassified"):
+        if (folder / f"{name}.png").exists():
+            shutil.copyfile(folder / f"{name}.png", ctx.out / f"ch4_{name}.png")
+    rows = run.metrics
+    last = rows[-1]
+    table_rows = [
+        {
+            "epoch": int(r["epoch"]),
+            "seconds": r["seconds"],
+            "train loss": f"{r['train_loss']:.3f}",
+            "test accuracy": f"{r['val_accuracy']:.2%}",
+        }
+        for r in rows
+    ]
+    body = "\n".join(
+        [
+            paragraph(
+                f"The engine trains a small residual CNN (conv + batch norm + ReLU, max "
+                f"pooling, residual blocks, global pooling, a linear layer, softmax) on "
+                f"{data} for {seconds} s of CPU time with a one-cycle schedule, SGD with "
+                f"Nesterov momentum, label smoothing and random crops and flips."
+            ),
+            table(table_rows),
+            figure("ch4_curves.png", "Training loss and test metrics, epoch by epoch."),
+            figure("ch4_confusion.png", "Confusion matrix on the test set (rows: true class)."),
+            figure("ch4_misclassified.png", "Test images it got wrong: true → predicted."),
+            paragraph(f"The run folder: {folder} (weights, metrics.csv, report.html)."),
+        ]
+    )
+    summary = f"{data}: test accuracy {last['val_accuracy']:.1%} after {last['seconds']:.0f} s"
+    return Chapter(4, "A CNN learns to classify", body, summary)

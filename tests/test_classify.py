@@ -1,0 +1,144 @@
+"""Classification task: every model trains (finite loss, every parameter gets a gradient), one
+batch can be overfit, real Fashion-MNIST trains, and the CLI's train/eval/predict lines."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from antlers.cli import main
+from antlers.data import load_dataset
+from antlers.tasks import get_task
+from antlers.tasks.classify_models import MODELS, build_classifier
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _meta(model: str, channels: int, size: int, classes: int = 4) -> dict[str, object]:
+    return {
+        "model": model,
+        "in_channels": channels,
+        "image_size": [size, size],
+        "classes": [str(i) for i in range(classes)],
+        "mean": [0.5] * channels,
+        "std": [0.25] * channels,
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "channels", "size"),
+    [(name, 1, 28) for name in MODELS if name != "alexnet"]
+    + [("alexnet", 3, 227), ("resnet18", 1, 32), ("fast_resnet", 3, 32)],
+)
+def test_every_parameter_gets_a_gradient(model: str, channels: int, size: int) -> None:
+    torch.manual_seed(0)
+    net = build_classifier(_meta(model, channels, size))
+    batch = {"image": torch.rand(2, channels, size, size), "label": torch.tensor([0, 3])}
+    out = get_task("classify").loss(net.train(), batch, label_smoothing=0.1)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_overfit_one_batch() -> None:
+    torch.manual_seed(0)
+    data = load_dataset("shapes", "train", image_size=32)
+    batch = {"image": data.images[:32].float() / 255, "label": data.labels[:32]}
+    net = build_classifier(_meta("fast_resnet", 3, 32, classes=len(data.classes)))
+    task = get_task("classify")
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(60):
+        loss = task.loss(net.train(), batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05
+    assert torch.equal(task.predict(net, batch["image"]).argmax(1), batch["label"])
+
+
+def test_fashion_mnist_from_debian_trains(tmp_path: Path) -> None:
+    # .ci/run installs Debian's dataset-fashion-mnist; without it this test fails, never skips.
+    assert (FASHION / "train-images-idx3-ubyte.gz").is_file(), (
+        "apt-get install dataset-fashion-mnist"
+    )
+    train = load_dataset("fashion-mnist", "train", download=False)
+    assert tuple(train.images.shape) == (60000, 1, 28, 28)
+    assert train.classes[0] == "T-shirt/top"
+    code = main(
+        [
+            "train",
+            "classify",
+            "--data",
+            "fashion-mnist",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "60",
+            "--batch-size",
+            "128",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "f",
+        ]
+    )
+    assert code == 0
+    run = tmp_path / "classify" / "f"
+    assert (run / "state" / "last.pt").is_file()
+
+
+def test_cli_train_eval_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "train",
+            "classify",
+            "--data",
+            "digits",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "--lr",
+            "0.1",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "d",
+        ]
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(
+        r"done \(epochs\): epoch 2, val_accuracy 0\.\d{4}, val_loss [\d.]+, "
+        r"val_top5 [\d.]+",
+        lines[-2],
+    ), lines[-2]
+    run = tmp_path / "classify" / "d"
+    assert lines[-1] == f"results in {run}"
+    accuracy = float(lines[-2].split("val_accuracy ")[1].split(",")[0])
+    assert accuracy > 0.8
+
+    assert main(["eval", str(run), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["data"] == "digits"
+    assert metrics["count"] == 359
+    assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-4)
+
+    image = tmp_path / "seven.png"
+    Image.fromarray((load_dataset("digits", "test").images[0, 0].numpy())).save(image)
+    assert main(["predict", str(run), str(image), "--top", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert re.fullmatch(rf"{re.escape(str(image))}: \d [01]\.\d{{3}}, \d [01]\.\d{{3}}", line)
+
+
+def test_cli_resume_of_a_missing_run_is_one_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["predict", "/nonexistent/run", "x.png"])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("antlers: error: /nonexistent/run: no weights")
