@@ -132,7 +132,7 @@ def test_cli_train_eval_predict(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-4)
 
     image = tmp_path / "seven.png"
-    Image.fromarray((load_dataset("digits", "test").images[0, 0].numpy())).save(image)
+    Image.fromarray(load_dataset("digits", "test").images[0, 0].numpy()).save(image)
     assert main(["predict", str(run), str(image), "--top", "2"]) == 0
     line = capsys.readouterr().out.strip()
     assert re.fullmatch(rf"{re.escape(str(image))}: \d [01]\.\d{{3}}, \d [01]\.\d{{3}}", line)

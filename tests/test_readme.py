@@ -47,7 +47,8 @@ def test_console_example(block: str, tmp_path: Path) -> None:
         printed = printed[printed.index(line) + 1 :]
 
 
-@pytest.mark.parametrize("block", PYTHON)
-def test_python_example(block: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("block", PYTHON, ids=lambda b: b.splitlines()[-1][:40])
+def test_python_example(block: str) -> None:
+    # Each block checks itself with assert statements; running it is the test.
+    assert "assert " in block
     exec(compile(block, str(README), "exec"), {})
-    assert "10x(3x3x3+1) = 280" in capsys.readouterr().out

@@ -1,7 +1,7 @@
 """antlers: the convolutional-network lecture, runnable.
 
 The public API. ``import antlers`` imports NumPy but never torch: the torch-backed names
-(``summary``, ``equivariance``, ``lecture_cnn``, ``alexnet``, ``run_tour``) load their module on
+(``summary``, ``equivariance``, ``lecture_cnn``, ``alexnet``, ``run_tour``, ``train``, ``Run``) load their module on
 first use.
 
 >>> import antlers
@@ -30,14 +30,17 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first attribute access (PEP 562).
 _LAZY = {
+    "Run": "antlers.run",
     "alexnet": "antlers.nets",
     "equivariance": "antlers.inspect",
     "lecture_cnn": "antlers.nets",
     "run_tour": "antlers.tour",
     "summary": "antlers.inspect",
+    "train": "antlers.run",
 }
 
 __all__ = [
+    "Run",
     "__version__",
     "alexnet",
     "conv2d",
@@ -53,6 +56,7 @@ __all__ = [
     "receptive_fields",
     "run_tour",
     "summary",
+    "train",
 ]
 
 
