@@ -1,8 +1,8 @@
 """antlers: the convolutional-network lecture, runnable.
 
 The public API. ``import antlers`` imports NumPy but never torch: the torch-backed names
-(``summary``, ``equivariance``, ``lecture_cnn``, ``alexnet``, ``run_tour``, ``train``, ``Run``) load their module on
-first use.
+(``summary``, ``equivariance``, ``lecture_cnn``, ``alexnet``, ``run_tour``, ``train``, ``Run``)
+load their module on first use.
 
 >>> import antlers
 >>> antlers.conv2d(antlers.lecture_image(), antlers.get_kernel("vertical_line"))[1, 2]
