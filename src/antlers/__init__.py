@@ -5,7 +5,7 @@ The public API. ``import antlers`` imports NumPy but never torch: the torch-back
 load their module on first use.
 
 >>> import antlers
->>> antlers.conv2d(antlers.lecture_image(), antlers.get_kernel("vertical_line"))[1, 2]
+>>> float(antlers.conv2d(antlers.lecture_image(), antlers.get_kernel("vertical_line"))[1, 2])
 6.0
 """
 
