@@ -77,6 +77,13 @@ class TrainConfig:
         if self.time is not None and self.time <= 0:
             raise ValueError(f"time must be > 0 seconds, got {self.time}")
 
+    @property
+    def peak_lr(self) -> float:
+        """``lr``, or the optimizer's default peak: 0.2 for SGD, 3e-3 for AdamW."""
+        if self.lr is not None:
+            return self.lr
+        return 0.2 if self.optimizer == "sgd" else 3e-3
+
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 

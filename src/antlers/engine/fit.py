@@ -68,7 +68,12 @@ class _Loop:
 def fit(
     task: Any, config: TrainConfig, resume: str | Path | None = None, log: Any = print
 ) -> FitResult:
-    """Train ``task`` as ``config`` says; with ``resume``, continue the run folder given."""
+    """Train ``task`` as ``config`` says; with ``resume``, continue the run folder given.
+
+    Resuming with the saved config replays the uninterrupted run exactly (on CPU). Extending a
+    finished run with a larger ``epochs`` re-plans the schedule over the new length: training
+    continues at the learning rate the new plan gives for the steps already done.
+    """
     device = pick_device(config.device)
     info = dist.setup(device)
     if device.type == "cuda":
@@ -120,94 +125,157 @@ def _fit(
         f"training {data.meta['model']} on {config.data} ({len(data.train.labels)} images, "
         f"{len(data.meta['classes'])} classes) -> {run_dir}"
     )
-    with StopFlag() as stop:
-        stopped_by = _train(
-            task, config, data, net, model, optimizer, ema, loop, run_dir, device, info, stop, log
-        )
-    eval_model = ema.module if ema is not None else model
-    if info.is_main and stopped_by not in ("signal", "max_steps"):
-        task.report(run_dir, eval_model, data)
-    return FitResult(run_dir, loop.history, stopped_by, eval_model)
-
-
-def _train(
-    task: Any,
-    config: TrainConfig,
-    data: Any,
-    net: nn.Module,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    ema: Any,
-    loop: _Loop,
-    run_dir: Path,
-    device: torch.device,
-    info: dist.DistInfo,
-    stop: StopFlag,
-    log: Any,
-) -> str:
-    epochs = config.epochs or (EPOCHS_WITH_TIME_BUDGET if config.time else 10)
-    per_epoch = data.train.batches_per_epoch()
-    total = epochs * per_epoch
-    peak = config.lr or (0.2 if config.optimizer == "sgd" else 3e-3)
-    autocast = _autocast(device, config.amp)
-    scaler = torch.amp.GradScaler(
-        enabled=device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
+    fp16 = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler(enabled=fp16)  # loss scaling is only needed for fp16
+    trainer = _Trainer(
+        task, config, data, net, model, optimizer, ema, scaler, loop, run_dir, device, info, log
     )
-    smoothing = config.label_smoothing
-    while loop.epoch < epochs:
-        net.train()
-        bar = Progress(per_epoch - loop.batch, f"epoch {loop.epoch + 1}/{epochs}", info.is_main)
-        start, losses = time.perf_counter() - loop.elapsed, []
-        for batch in data.train.epoch(loop.epoch, loop.batch):
-            torch.manual_seed(config.seed * 1_000_003 + loop.step)
-            progress = loop.step / total
-            if config.time:
-                progress = max(progress, (time.perf_counter() - start) / config.time)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config.schedule, progress, peak, config.warmup)
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with autocast:
-                out = task.loss(net, batch, label_smoothing=smoothing)
-            loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"non-finite loss ({loss.item()}) at step {loop.step} (epoch "
-                    f"{loop.epoch + 1}); last good checkpoint: {run_dir / 'state' / 'last.pt'} "
-                    f"(try a lower --lr or --clip-grad)"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.clip_grad:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            if ema is not None:
-                ema.update_parameters(model)
-            loop.step, loop.batch = loop.step + 1, loop.batch + 1
-            losses.append(loss.item())
-            bar.update(loss=losses[-1], lr=optimizer.param_groups[0]["lr"])
-            loop.elapsed = time.perf_counter() - start
-            reason = _should_stop(config, loop, stop, info, device)
-            if reason:
-                bar.close()
+    with StopFlag() as stop:
+        stopped_by = trainer.train(stop)
+    if info.is_main and stopped_by not in ("signal", "max_steps"):
+        task.report(run_dir, trainer.eval_model, data)
+    return FitResult(run_dir, loop.history, stopped_by, trainer.eval_model)
+
+
+@dataclass
+class _Trainer:
+    """Everything one training run works with; its methods are the recipe's steps."""
+
+    task: Any
+    config: TrainConfig
+    data: Any
+    net: nn.Module  # what the forward pass calls: the model, maybe wrapped by DDP / compile
+    model: nn.Module  # the bare model: its parameters are the ones saved
+    optimizer: torch.optim.Optimizer
+    ema: Any
+    scaler: torch.amp.GradScaler
+    loop: _Loop
+    run_dir: Path
+    device: torch.device
+    info: dist.DistInfo
+    log: Any
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model that is evaluated and saved: the EMA average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def train(self, stop: StopFlag) -> str:
+        """Run epochs until done; returns why it stopped (see FitResult.stopped_by)."""
+        config, loop = self.config, self.loop
+        epochs = config.epochs or (EPOCHS_WITH_TIME_BUDGET if config.time else 10)
+        per_epoch = self.data.train.batches_per_epoch()
+        while loop.epoch < epochs:
+            self.net.train()
+            bar = Progress(
+                per_epoch - loop.batch, f"epoch {loop.epoch + 1}/{epochs}", self.info.is_main
+            )
+            start, losses = time.perf_counter() - loop.elapsed, []
+            for batch in self.data.train.epoch(loop.epoch, loop.batch):
+                progress = loop.step / (epochs * per_epoch)
+                if config.time:
+                    progress = max(progress, (time.perf_counter() - start) / config.time)
+                losses.append(self.step(batch, progress))
+                bar.update(loss=losses[-1], lr=self.optimizer.param_groups[0]["lr"])
+                loop.elapsed = time.perf_counter() - start
+                reason = _should_stop(config, loop, stop, self.info, self.device)
                 if reason == "time":
                     break
-                _save(
-                    run_dir, model, optimizer, ema, loop, data.meta, config, info, evaluated=False
-                )
-                log(
-                    f"stopped by {reason} at step {loop.step}; state saved in {run_dir}; "
-                    f"continue with: antlers train {task.name} --resume {run_dir}"
-                )
-                return reason
-        bar.close()
-        finished = _end_epoch(
-            task, config, data, model, optimizer, ema, loop, losses, run_dir, device, info, log
+                if reason:
+                    bar.close()
+                    return self.interrupt(reason)
+            bar.close()
+            finished = self.end_epoch(losses)
+            if finished or (config.time and loop.elapsed >= config.time):
+                return finished or "time"
+        return "epochs"
+
+    def step(self, batch: dict[str, torch.Tensor], progress: float) -> float:
+        """One optimizer step (recipe steps 1-5); returns the loss."""
+        config, loop = self.config, self.loop
+        torch.manual_seed(config.seed * 1_000_003 + loop.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(config.schedule, progress, config.peak_lr, config.warmup)
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        with _autocast(self.device, config.amp):
+            loss = self.task.loss(self.net, batch, label_smoothing=config.label_smoothing)["loss"]
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) at step {loop.step} (epoch {loop.epoch + 1}); "
+                f"last good checkpoint: {self.run_dir / 'state' / 'last.pt'} "
+                f"(try a lower --lr or --clip-grad)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if config.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        loop.step, loop.batch = loop.step + 1, loop.batch + 1
+        return loss.item()
+
+    def interrupt(self, reason: str) -> str:
+        """Save the state mid-epoch and say how to continue."""
+        self.save(evaluated=False)
+        self.log(
+            f"stopped by {reason} at step {self.loop.step}; state saved in {self.run_dir}; "
+            f"continue with: antlers train {self.task.name} --resume {self.run_dir}"
         )
-        if finished or (config.time and loop.elapsed >= config.time):
-            return finished or "time"
-    return "epochs"
+        return reason
+
+    def end_epoch(self, losses: list[float]) -> str | None:
+        """Evaluate, record, checkpoint; returns "early_stop" when patience ran out."""
+        config, loop, info = self.config, self.loop, self.info
+        dist.broadcast_buffers(self.model, info)
+        metrics = reduce_metrics(
+            self.task.evaluate(self.eval_model, self.data.val), info, self.device
+        )
+        train_loss = dist.all_reduce_sum([sum(losses), len(losses)], info, self.device)
+        loop.epoch, loop.batch = loop.epoch + 1, 0
+        row = {
+            "epoch": loop.epoch,
+            "step": loop.step,
+            "seconds": round(loop.elapsed, 2),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": train_loss[0] / max(train_loss[1], 1),
+            **{f"val_{k}": v for k, v in metrics.items()},
+        }
+        loop.history.append(row)
+        score = metrics[self.task.primary_metric]
+        improved = loop.best is None or score > loop.best
+        loop.best = score if improved else loop.best
+        loop.bad_epochs = 0 if improved else loop.bad_epochs + 1
+        self.save(evaluated=True, best=improved)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train", "val")))
+        self.log(f"epoch {loop.epoch}: {shown} ({loop.elapsed:.1f} s)")
+        if config.patience is not None and loop.bad_epochs >= config.patience:
+            self.log(f"early stop: no improvement in {config.patience} epochs")
+            return "early_stop"
+        return None
+
+    def save(self, evaluated: bool, best: bool = False) -> None:
+        """Rank 0 writes state/last.pt, and after an evaluation the weights and the metrics."""
+        if not self.info.is_main:
+            return
+        run_dir, loop = self.run_dir, self.loop
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "loop": dict(vars(loop)),
+        }
+        save_state(state, run_dir / "state" / "last.pt")
+        if not evaluated:
+            return
+        meta = {**self.data.meta, "epoch": loop.epoch, "config": self.config.to_json()}
+        save_weights(self.eval_model, run_dir / "weights" / "last.safetensors", meta)
+        if best:
+            save_weights(self.eval_model, run_dir / "weights" / "best.safetensors", meta)
+        write_metrics_csv(loop.history, run_dir / "metrics.csv")
+        write_curves(loop.history, run_dir / "curves.png")
 
 
 def _autocast(device: torch.device, amp: bool) -> Any:
@@ -232,83 +300,6 @@ def _should_stop(
     if config.max_steps is not None and loop.step >= config.max_steps:
         return "max_steps"
     return "time" if out_of_time else None
-
-
-def _end_epoch(
-    task: Any,
-    config: TrainConfig,
-    data: Any,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    ema: Any,
-    loop: _Loop,
-    losses: list[float],
-    run_dir: Path,
-    device: torch.device,
-    info: dist.DistInfo,
-    log: Any,
-) -> str | None:
-    """Evaluate, record, checkpoint; returns "early_stop" when patience ran out."""
-    dist.broadcast_buffers(model, info)
-    eval_model = ema.module if ema is not None else model
-    metrics = reduce_metrics(task.evaluate(eval_model, data.val), info, device)
-    train_loss = dist.all_reduce_sum([sum(losses), len(losses)], info, device)
-    loop.epoch, loop.batch = loop.epoch + 1, 0
-    row = {
-        "epoch": loop.epoch,
-        "step": loop.step,
-        "seconds": round(loop.elapsed, 2),
-        "lr": optimizer.param_groups[0]["lr"],
-        "train_loss": train_loss[0] / max(train_loss[1], 1),
-        **{f"val_{k}": v for k, v in metrics.items()},
-    }
-    loop.history.append(row)
-    score = metrics[task.primary_metric]
-    improved = loop.best is None or score > loop.best
-    loop.best = score if improved else loop.best
-    loop.bad_epochs = 0 if improved else loop.bad_epochs + 1
-    _save(
-        run_dir, model, optimizer, ema, loop, data.meta, config, info, evaluated=True, best=improved
-    )
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train", "val")))
-    log(f"epoch {loop.epoch}: {shown} ({loop.elapsed:.1f} s)")
-    if config.patience is not None and loop.bad_epochs >= config.patience:
-        log(f"early stop: no improvement in {config.patience} epochs")
-        return "early_stop"
-    return None
-
-
-def _save(
-    run_dir: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    ema: Any,
-    loop: _Loop,
-    meta: dict[str, Any],
-    config: TrainConfig,
-    info: dist.DistInfo,
-    evaluated: bool,
-    best: bool = False,
-) -> None:
-    """Rank 0 writes state/last.pt, and after an evaluation the weights and the metrics."""
-    if not info.is_main:
-        return
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "ema": ema.state_dict() if ema is not None else None,
-        "loop": dict(vars(loop)),
-    }
-    save_state(state, run_dir / "state" / "last.pt")
-    if not evaluated:
-        return
-    weights = ema.module if ema is not None else model
-    full_meta = {**meta, "epoch": loop.epoch, "config": config.to_json()}
-    save_weights(weights, run_dir / "weights" / "last.safetensors", full_meta)
-    if best:
-        save_weights(weights, run_dir / "weights" / "best.safetensors", full_meta)
-    write_metrics_csv(loop.history, run_dir / "metrics.csv")
-    write_curves(loop.history, run_dir / "curves.png")
 
 
 def _restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, ema: Any) -> _Loop:

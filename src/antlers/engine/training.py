@@ -33,10 +33,9 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    lr = config.lr or (0.2 if config.optimizer == "sgd" else 3e-3)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.SGD(groups, lr=config.peak_lr, momentum=config.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=config.peak_lr)
 
 
 def make_ema(model: nn.Module, decay: float | None) -> Any:
