@@ -138,7 +138,7 @@ def test_cli_train_eval_predict(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert re.fullmatch(rf"{re.escape(str(image))}: \d [01]\.\d{{3}}, \d [01]\.\d{{3}}", line)
 
 
-def test_cli_resume_of_a_missing_run_is_one_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_with_a_missing_run_is_one_error(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["predict", "/nonexistent/run", "x.png"])
     assert code == 2
     assert capsys.readouterr().err.startswith("antlers: error: /nonexistent/run: no weights")

@@ -44,9 +44,16 @@ def classify_chapter(ctx: TourContext) -> Chapter:
         out=str(ctx.out),
         name="ch4_run",
     )
-    for name in ("curves", "confusion", "misclassified"):
-        if (folder / f"{name}.png").exists():
-            shutil.copyfile(folder / f"{name}.png", ctx.out / f"ch4_{name}.png")
+    captions = {
+        "curves": "Training loss and test metrics, epoch by epoch.",
+        "confusion": "Confusion matrix on the test set (rows: true class).",
+        "misclassified": "Test images it got wrong: true → predicted.",
+    }
+    figures = [  # linked from the run folder itself; misclassified.png only exists if any were
+        figure(f"classify/ch4_run/{name}.png", caption)
+        for name, caption in captions.items()
+        if (folder / f"{name}.png").exists()
+    ]
     rows = run.metrics
     last = rows[-1]
     table_rows = [
@@ -67,9 +74,7 @@ def classify_chapter(ctx: TourContext) -> Chapter:
                 f"Nesterov momentum, label smoothing and random crops and flips."
             ),
             table(table_rows),
-            figure("ch4_curves.png", "Training loss and test metrics, epoch by epoch."),
-            figure("ch4_confusion.png", "Confusion matrix on the test set (rows: true class)."),
-            figure("ch4_misclassified.png", "Test images it got wrong: true → predicted."),
+            *figures,
             paragraph(f"The run folder: {folder} (weights, metrics.csv, report.html)."),
         ]
     )
