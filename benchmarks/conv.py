@@ -29,7 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from common import REPO, cpu_model, record_section
+
 BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 TARGETS = {"fwd": 1.5, "bwd": 2.5}  # ours / torch, batch shape, one thread
@@ -165,16 +166,6 @@ def run_child(threads: int, repeats: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def ratio(row: dict, kind: str) -> float | None:
     if f"ours_{kind}" not in row:
         return None
@@ -252,22 +243,6 @@ def report(results: list[dict]) -> list[str]:
     ]
 
 
-def record(section: list[str], path: Path) -> None:
-    """Replace (or add) the '## conv' section of ``path``, keeping every other section."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.rstrip("\n").splitlines()
-    if "## conv" in lines:
-        start = lines.index("## conv")
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        lines[start:end] = section
-    else:
-        lines += ["", *section]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines).rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -286,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     section = report(results)
     print("\n".join(section))
     if not args.no_record:
-        record(section, args.output)
+        record_section(section, args.output)
         print(f"recorded in {args.output}", file=sys.stderr)
 
 

@@ -36,9 +36,9 @@ class TrainConfig:
     model: str = _f("", "model name (task default when empty)")
     epochs: int | None = _f(None, "passes over the training set (10; unbounded with --time)")
     time: float | None = _f(None, "train for at most this many seconds; schedule planned for it")
-    batch_size: int = _f(128, "images per optimizer step (per process under torchrun)")
+    batch_size: int = _f(256, "images per optimizer step (per process under torchrun)")
     optimizer: str = _f("sgd", "sgd (Nesterov momentum) or adamw", choices=OPTIMIZERS)
-    lr: float | None = _f(None, "peak learning rate (0.2 for sgd, 3e-3 for adamw when unset)")
+    lr: float | None = _f(None, "peak learning rate (0.3 for sgd, 3e-3 for adamw when unset)")
     momentum: float = _f(0.9, "SGD momentum")
     weight_decay: float = _f(5e-4, "weight decay (not applied to biases and norm layers)")
     schedule: str = _f("onecycle", "learning-rate schedule", choices=SCHEDULES)
@@ -47,7 +47,8 @@ class TrainConfig:
     clip_grad: float | None = _f(None, "clip the gradient norm to this value")
     ema: float | None = _f(None, "keep an exponential moving average of weights with this decay")
     patience: int | None = _f(None, "stop after this many epochs without improvement")
-    augment: bool = _f(True, "random crop with padding (+ flips where they keep the class)")
+    augment: bool = _f(True, "left-right flips where they keep the class, in training and test")
+    crop: int = _f(0, "random crop after zero padding by this many pixels (0: off)")
     image_size: int | None = _f(None, "resize images to this size (dataset default when unset)")
     data_dir: str | None = _f(None, "folder holding the dataset files")
     strict: bool = _f(False, "stop at the first unreadable image instead of skipping it")
@@ -56,7 +57,7 @@ class TrainConfig:
     name: str | None = _f(None, "run folder name (exp, exp2, ... when unset)")
     device: str = _f("auto", "where to train", choices=DEVICES)
     amp: bool = _f(True, "mixed precision on CUDA (bf16 when supported, else fp16)")
-    channels_last: bool = _f(True, "channels_last memory format on CUDA")
+    channels_last: bool = _f(True, "channels_last memory format (faster on CUDA and CPU)")
     compile: bool = _f(False, "torch.compile the model")
     max_steps: int | None = _f(None, "stop (and save) after this many steps; resume continues")
 
@@ -79,10 +80,10 @@ class TrainConfig:
 
     @property
     def peak_lr(self) -> float:
-        """``lr``, or the optimizer's default peak: 0.2 for SGD, 3e-3 for AdamW."""
+        """``lr``, or the optimizer's default peak: 0.3 for SGD, 3e-3 for AdamW."""
         if self.lr is not None:
             return self.lr
-        return 0.2 if self.optimizer == "sgd" else 3e-3
+        return 0.3 if self.optimizer == "sgd" else 3e-3
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -100,7 +100,7 @@ def _fit(
     data = task.load_data(config, info.rank, info.world_size)
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every run
     model = task.build_model(data.meta).to(device)
-    if device.type == "cuda" and config.channels_last:
+    if config.channels_last:  # faster on CUDA, and with oneDNN on CPU too (docs/benchmarks.md)
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
     ema = make_ema(model, config.ema)
@@ -196,7 +196,7 @@ class _Trainer:
         torch.manual_seed(config.seed * 1_000_003 + loop.step)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(config.schedule, progress, config.peak_lr, config.warmup)
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        batch = {k: self._to_device(v) for k, v in batch.items()}
         with _autocast(self.device, config.amp):
             loss = self.task.loss(self.net, batch, label_smoothing=config.label_smoothing)["loss"]
         if not torch.isfinite(loss):
@@ -216,6 +216,12 @@ class _Trainer:
             self.ema.update_parameters(self.model)
         loop.step, loop.batch = loop.step + 1, loop.batch + 1
         return loss.item()
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.to(self.device, non_blocking=True)
+        if self.config.channels_last and t.dim() == 4:
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
 
     def interrupt(self, reason: str) -> str:
         """Save the state mid-epoch and say how to continue."""

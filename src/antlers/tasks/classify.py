@@ -63,8 +63,8 @@ class ClassifyTask:
             "mean": pixels.mean(dim=(0, 2, 3)).tolist(),
             "std": pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist(),
         }
-        padding = max(1, meta["image_size"][0] // 8) if config.augment else 0
         flip = config.augment and train.name not in NO_FLIP
+        meta["tta_flip"] = flip
         return TaskData(
             train=TensorLoader(
                 train.images,
@@ -72,7 +72,7 @@ class ClassifyTask:
                 config.batch_size,
                 shuffle=True,
                 seed=config.seed,
-                crop_padding=padding,
+                crop_padding=config.crop,
                 flip=flip,
                 rank=rank,
                 world_size=world_size,
@@ -94,11 +94,20 @@ class ClassifyTask:
         loss = F.cross_entropy(logits.float(), batch["label"], label_smoothing=label_smoothing)
         return {"loss": loss}
 
+    @staticmethod
+    def logits(model: nn.Module, images: Tensor) -> Tensor:
+        """Inference logits (B, K); averaged with the mirrored images' when the model was trained
+        with flips (``model.tta_flip``): test-time augmentation, one extra forward pass."""
+        logits = model(images).float()
+        if getattr(model, "tta_flip", False):
+            logits = (logits + model(images.flip(-1)).float()) / 2
+        return logits
+
     @torch.no_grad()
     def predict(self, model: nn.Module, images: Tensor) -> Tensor:
         """Class probabilities (B, K) for images (B, C, H, W) in [0, 1]."""
         model.eval()
-        return model(images).float().softmax(dim=1)
+        return self.logits(model, images).softmax(dim=1)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: TensorLoader) -> dict[str, float]:
@@ -107,7 +116,7 @@ class ClassifyTask:
         device = next(model.parameters()).device
         loss = correct = top5 = count = 0.0
         for batch in loader.epoch(0):
-            logits = model(batch["image"].to(device)).float()
+            logits = self.logits(model, batch["image"].to(device))
             labels = batch["label"].to(device)
             loss += F.cross_entropy(logits, labels, reduction="sum").item()
             k = min(5, logits.shape[1])

@@ -8,7 +8,8 @@ preprocessing knowledge.
 * ``fast_resnet`` (default): a small residual network designed for time-to-accuracy on a CPU, after
   the ResNet-9 of the DAWNBench / airbench speed records: conv-BN-ReLU blocks, max pooling early so
   the expensive layers run at low resolution, one residual pair per stage, global max pooling and
-  a scaled-down linear head. About 0.23 M parameters at the default width 12.
+  a scaled-down linear head. About 0.1 M parameters at the default width 8: channel counts that
+  are multiples of 8 keep oneDNN's AVX2 kernels busy (width 10 or 12 measured slower per FLOP).
 * ``lecture_cnn``: the lecture's network sized for the input; ``alexnet`` (227x227 inputs) and
   ``alexnet_small`` (the same five-conv, three-dense layout for 28-64 px images).
 * any torchvision classification model by name (``resnet18``, ...), ``weights=None``; grayscale
@@ -72,7 +73,7 @@ class Scale(nn.Module):
         return x * self.factor
 
 
-def fast_resnet(in_channels: int, num_classes: int, width: int = 12) -> nn.Sequential:
+def fast_resnet(in_channels: int, num_classes: int, width: int = 8) -> nn.Sequential:
     """ResNet-9-style classifier for small images (28-64 px): H/8 x W/8 at the last stage."""
     w = width
     return nn.Sequential(
@@ -160,4 +161,6 @@ def build_classifier(meta: dict[str, Any]) -> nn.Module:
                 f"torchvision classification model such as resnet18"
             )
         body = _torchvision(name, meta)
-    return nn.Sequential(Normalize(meta["mean"], meta["std"]), body)
+    model = nn.Sequential(Normalize(meta["mean"], meta["std"]), body)
+    model.tta_flip = bool(meta.get("tta_flip", False))  # read by ClassifyTask.logits
+    return model
