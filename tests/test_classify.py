@@ -142,3 +142,25 @@ def test_predict_with_a_missing_run_is_one_error(capsys: pytest.CaptureFixture[s
     code = main(["predict", "/nonexistent/run", "x.png"])
     assert code == 2
     assert capsys.readouterr().err.startswith("antlers: error: /nonexistent/run: no weights")
+
+
+def test_flip_test_time_averaging_follows_the_training_flips() -> None:
+    torch.manual_seed(0)
+    task = get_task("classify")
+    with_flips = build_classifier({**_meta("fast_resnet", 1, 28), "tta_flip": True}).eval()
+    without = build_classifier({**_meta("fast_resnet", 1, 28), "tta_flip": False}).eval()
+    without.load_state_dict(with_flips.state_dict())
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        plain, mirrored = without(x), without(x.flip(-1))
+        torch.testing.assert_close(task.logits(without, x), plain)
+        torch.testing.assert_close(task.logits(with_flips, x), (plain + mirrored) / 2)
+    assert not torch.allclose(plain, mirrored)  # the averaging changes something
+
+
+def test_digits_are_never_flipped() -> None:
+    from antlers.config import TrainConfig
+
+    data = get_task("classify").load_data(TrainConfig(data="digits"))
+    assert data.meta["tta_flip"] is False
+    assert data.train.flip is False

@@ -45,7 +45,9 @@ class TrainConfig:
     warmup: float = _f(0.2, "fraction of training spent warming up (onecycle)")
     label_smoothing: float = _f(0.1, "label smoothing of the cross-entropy")
     clip_grad: float | None = _f(None, "clip the gradient norm to this value")
-    ema: float | None = _f(None, "keep an exponential moving average of weights with this decay")
+    ema: float | None = _f(
+        0.99, "decay of the weights' moving average that is evaluated and saved (0: off)"
+    )
     patience: int | None = _f(None, "stop after this many epochs without improvement")
     augment: bool = _f(True, "left-right flips where they keep the class, in training and test")
     crop: int = _f(0, "random crop after zero padding by this many pixels (0: off)")

@@ -39,12 +39,20 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 
 def make_ema(model: nn.Module, decay: float | None) -> Any:
-    """torch's AveragedModel with an exponential moving average (buffers too), or None."""
-    if decay is None:
-        return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    """torch's AveragedModel keeping an exponential moving average of weights and buffers.
 
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates (as timm's
+    ModelEmaV2 does), so a short run's average is not dominated by its random start.
+    """
+    if not decay:  # None or 0: no EMA
+        return None
+    from torch.optim.swa_utils import AveragedModel
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1 + int(n)) / (10 + int(n)))
+        return averaged * d + current * (1 - d)
+
+    return AveragedModel(model, avg_fn=average, use_buffers=True)
 
 
 def reduce_metrics(
