@@ -236,6 +236,8 @@ class _Trainer:
         """Evaluate, record, checkpoint; returns "early_stop" when patience ran out."""
         config, loop, info = self.config, self.loop, self.info
         dist.broadcast_buffers(self.model, info)
+        if self.ema is not None:  # its buffers average each rank's own BatchNorm statistics
+            dist.broadcast_buffers(self.ema, info)
         metrics = reduce_metrics(
             self.task.evaluate(self.eval_model, self.data.val), info, self.device
         )
