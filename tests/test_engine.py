@@ -144,3 +144,47 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path: Path) -> None:
     assert "Traceback" not in rest
     state = load_state(tmp_path / "classify" / "sig" / "state" / "last.pt")
     assert state["loop"]["step"] > 0
+
+
+def test_early_stop_when_the_metric_stops_improving(tmp_path: Path) -> None:
+    # lr 0 and no BatchNorm: the second epoch cannot beat the first.
+    config = TrainConfig(
+        **{**QUICK, "lr": 0.0},
+        model="lecture_cnn",
+        image_size=16,
+        epochs=5,
+        patience=1,
+        out=str(tmp_path),
+    )
+    result = fit(get_task("classify"), config, log=quiet)
+    assert result.stopped_by == "early_stop"
+    assert [row["epoch"] for row in result.history] == [1, 2]
+
+
+def test_initial_weights_from_a_torchvision_safetensors_file(tmp_path: Path) -> None:
+    import torchvision
+    from safetensors.torch import save_file
+
+    from antlers.engine.checkpoint import load_matching
+    from antlers.tasks.classify_models import build_classifier
+
+    source = torchvision.models.resnet18(weights=None)  # 1000 classes, as published weights
+    file = tmp_path / "resnet18.safetensors"
+    save_file(source.state_dict(), str(file))
+    meta = {
+        "model": "resnet18",
+        "in_channels": 3,
+        "image_size": [32, 32],
+        "classes": [str(i) for i in range(10)],
+        "mean": [0.5] * 3,
+        "std": [0.25] * 3,
+    }
+    model = build_classifier(meta)
+    count, skipped = load_matching(model, file)
+    assert sorted(skipped) == ["fc.bias", "fc.weight"]  # the 10-class head stays new
+    assert count == len(source.state_dict()) - 2
+    assert torch.equal(model[1].conv1.weight, source.conv1.weight)
+    pickle_file = tmp_path / "resnet18.pth"
+    torch.save(source.state_dict(), pickle_file)
+    with pytest.raises(CheckpointError, match=r"pickled \.pth files are refused"):
+        load_matching(model, pickle_file)

@@ -34,6 +34,7 @@ class TrainConfig:
     task: str = _f("classify", "classify (later: segment, detect, generate)")
     data: str = _f("shapes", "fashion-mnist, mnist, cifar10, shapes, digits, or a folder")
     model: str = _f("", "model name (task default when empty)")
+    weights: str | None = _f(None, "a .safetensors file to start from (e.g. torchvision weights)")
     epochs: int | None = _f(None, "passes over the training set (10; unbounded with --time)")
     time: float | None = _f(None, "train for at most this many seconds; schedule planned for it")
     batch_size: int = _f(256, "images per optimizer step (per process under torchrun)")

@@ -23,7 +23,14 @@ from safetensors.torch import save as save_safetensors_bytes
 
 from antlers.fileio import atomic_write
 
-__all__ = ["CheckpointError", "load_state", "load_weights", "save_state", "save_weights"]
+__all__ = [
+    "CheckpointError",
+    "load_matching",
+    "load_state",
+    "load_weights",
+    "save_state",
+    "save_weights",
+]
 
 
 class CheckpointError(ValueError):
@@ -53,6 +60,38 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     if "antlers" not in metadata:
         raise CheckpointError(f"{path}: no antlers metadata (task, model, classes) in the file")
     return tensors, json.loads(metadata["antlers"])
+
+
+def load_matching(model: torch.nn.Module, path: str | Path) -> tuple[int, list[str]]:
+    """Initialise ``model`` from a plain safetensors state dict (e.g. torchvision weights).
+
+    A file key ``k`` fills the model parameter or buffer named ``k`` or ending in ``.k`` (the
+    model may wrap the network, e.g. behind a Normalize layer) when the shapes agree. Returns the
+    number of tensors loaded and the file keys that were not (a new head's shape differs, say).
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        raise CheckpointError(
+            f"{path}: initial weights must be an existing .safetensors file "
+            f"(pickled .pth files are refused)"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({error})") from error
+    state = model.state_dict()
+    loaded, skipped = {}, []
+    for key, tensor in tensors.items():
+        target = next((k for k in state if k == key or k.endswith("." + key)), None)
+        if target is not None and state[target].shape == tensor.shape:
+            loaded[target] = tensor
+        else:
+            skipped.append(key)
+    if not loaded:
+        raise CheckpointError(f"{path}: no tensor matches the model's names and shapes")
+    model.load_state_dict({**state, **loaded})
+    return len(loaded), skipped
 
 
 def save_state(state: dict[str, Any], path: str | Path) -> Path:

@@ -22,7 +22,7 @@ from torch import nn
 
 from antlers.config import TrainConfig
 from antlers.engine import dist
-from antlers.engine.checkpoint import load_state, save_state, save_weights
+from antlers.engine.checkpoint import load_matching, load_state, save_state, save_weights
 from antlers.engine.progress import Progress
 from antlers.engine.runfolder import new_run_dir, write_curves, write_metrics_csv
 from antlers.engine.schedule import learning_rate
@@ -100,6 +100,12 @@ def _fit(
     data = task.load_data(config, info.rank, info.world_size)
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every run
     model = task.build_model(data.meta).to(device)
+    if config.weights and resume is None:
+        count, skipped = load_matching(model, config.weights)
+        log(
+            f"initialised {count} tensors from {config.weights}"
+            + (f"; kept the new {', '.join(skipped)}" if skipped else "")
+        )
     if config.channels_last:  # faster on CUDA, and with oneDNN on CPU too (docs/benchmarks.md)
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
