@@ -86,13 +86,13 @@ def _cmd_tour(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from antlers.config import TrainConfig, config_from_args
     from antlers.engine.fit import NonFiniteLossError, fit
-    from antlers.tasks import get_task
+    from antlers.tasks import default_config, get_task
 
     if args.resume:
         saved = TrainConfig.from_json((Path(args.resume) / "config.json").read_text())
         config = config_from_args(args, base=saved)
     else:
-        config = config_from_args(args, base=TrainConfig(task=args.task))
+        config = config_from_args(args, base=default_config(args.task))
     try:
         result = fit(get_task(config.task), config, resume=args.resume)
     except NonFiniteLossError as error:
@@ -126,13 +126,12 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
     from antlers.evaluate import predict_files
 
-    results = predict_files(args.run, args.images, top=args.top)
+    results = predict_files(args.run, args.images, out=args.out, top=args.top)
     if args.json:
         print(json.dumps(results, indent=2))
         return
     for item in results:
-        shown = ", ".join(f"{p['label']} {p['probability']:.3f}" for p in item["top"])
-        print(f"{item['image']}: {shown}")
+        print(item["text"])
 
 
 def _add_train_parsers(sub: argparse._SubParsersAction) -> None:
@@ -152,9 +151,10 @@ def _add_train_parsers(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.set_defaults(handler=_cmd_eval)
 
-    pred = sub.add_parser("predict", help="classify image files with a trained run")
+    pred = sub.add_parser("predict", help="predict on image files with a trained run")
     pred.add_argument("run", help="run folder or .safetensors file")
     pred.add_argument("images", nargs="+", help="image files")
+    pred.add_argument("--out", help="folder for the output files of tasks that write them")
     pred.add_argument("--top", type=int, default=3, help="how many labels to show (default 3)")
     pred.add_argument("--json", action="store_true", help="print the predictions as JSON")
     pred.set_defaults(handler=_cmd_predict)

@@ -31,7 +31,7 @@ def _f(default: Any, help: str, **choices: Any) -> Any:
 class TrainConfig:
     """A training run. ``None`` means "the task's default" where the help says so."""
 
-    task: str = _f("classify", "classify (later: segment, detect, generate)")
+    task: str = _f("classify", "classify, segment, detect or generate")
     data: str = _f("shapes", "fashion-mnist, mnist, cifar10, shapes, digits, or a folder")
     model: str = _f("", "model name (task default when empty)")
     weights: str | None = _f(None, "a .safetensors file to start from (e.g. torchvision weights)")

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from antlers.config import TrainConfig
 from antlers.engine.checkpoint import CheckpointError, load_weights
-from antlers.tasks import get_task
+from antlers.tasks import default_config, get_task
 
 __all__ = ["Run", "train"]
 
@@ -35,7 +35,7 @@ def train(task: str = "classify", resume: str | Path | None = None, **options: A
         saved = TrainConfig.from_json((Path(resume) / "config.json").read_text())
         config = saved.replace(**options)
     else:
-        config = TrainConfig(task=task, **options)
+        config = default_config(task, **options)
     result = fit(get_task(config.task), config, resume=resume)
     return Run.load(result.run_dir, stopped_by=result.stopped_by)
 
@@ -82,14 +82,12 @@ class Run:
     def config(self) -> TrainConfig:
         return TrainConfig.from_json(self.meta["config"])
 
-    def predict(self, images: Tensor | Sequence[Any]) -> tuple[Tensor, Tensor]:
-        """Class indices (B,) and probabilities (B, K) for a float batch (B, C, H, W) in [0, 1]
-        or a list of PIL images (resized to the training size)."""
-        batch = self._to_batch(images)
-        probabilities = self.task.predict(self.model, batch)
-        return probabilities.argmax(dim=1), probabilities
+    def predict(self, images: Tensor | Sequence[Any]) -> Any:
+        """The task's predictions for a float batch (B, C, H, W) in [0, 1] or a list of PIL
+        images. Classification: class indices (B,) and probabilities (B, K)."""
+        return self.task.run_predict(self, images)
 
-    def _to_batch(self, images: Tensor | Sequence[Any]) -> Tensor:
+    def to_batch(self, images: Tensor | Sequence[Any]) -> Tensor:
         c, (h, w) = self.meta["in_channels"], self.meta["image_size"]
         if isinstance(images, Tensor):
             if images.ndim != 4 or images.shape[1] != c:

@@ -128,8 +128,8 @@ def _fit(
     if config.compile:
         net = torch.compile(net)
     log(
-        f"training {data.meta['model']} on {config.data} ({len(data.train.labels)} images, "
-        f"{len(data.meta['classes'])} classes) -> {run_dir}"
+        f"training {data.meta['model']} on {config.data} ({data.train.num_samples} images, "
+        f"{len(data.meta.get('classes', []))} classes) -> {run_dir}"
     )
     fp16 = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler(enabled=fp16)  # loss scaling is only needed for fp16
@@ -223,7 +223,9 @@ class _Trainer:
         loop.step, loop.batch = loop.step + 1, loop.batch + 1
         return loss.item()
 
-    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+    def _to_device(self, t: Any) -> Any:
+        if isinstance(t, list | tuple):  # per-image tensors of different lengths (boxes)
+            return [self._to_device(x) for x in t]
         t = t.to(self.device, non_blocking=True)
         if self.config.channels_last and t.dim() == 4:
             t = t.contiguous(memory_format=torch.channels_last)
@@ -259,6 +261,8 @@ class _Trainer:
         }
         loop.history.append(row)
         score = metrics[self.task.primary_metric]
+        if not getattr(self.task, "maximize", True):
+            score = -score  # e.g. a loss: lower is better
         improved = loop.best is None or score > loop.best
         loop.best = score if improved else loop.best
         loop.bad_epochs = 0 if improved else loop.bad_epochs + 1

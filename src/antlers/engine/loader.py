@@ -72,6 +72,10 @@ class TensorLoader:
         sampler.set_epoch(epoch)
         return torch.tensor(list(sampler), dtype=torch.long)
 
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
     def batches_per_epoch(self) -> int:
         n = len(self._indices(0))
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)

@@ -6,7 +6,7 @@ The task contract (see ``antlers.tasks``): ``load_data``, ``build_model``, ``los
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,9 @@ class TaskData:
 class ClassifyTask:
     name: str = "classify"
     primary_metric: str = "accuracy"
+    maximize: bool = True
     default_model: str = "fast_resnet"
+    config_defaults: dict[str, Any] = field(default_factory=dict)  # TrainConfig's are ours
 
     def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> TaskData:
         from antlers.data import load_dataset
@@ -128,6 +130,43 @@ class ClassifyTask:
         if logits.shape[1] > 5:
             metrics["top5"] = top5 / count
         return metrics
+
+    def test_loader(
+        self, meta: dict[str, Any], data: str, data_dir: str | None = None
+    ) -> TensorLoader:
+        """The test split of ``data`` at the model's image size; its classes must be the model's."""
+        from antlers.data import load_dataset
+
+        test = load_dataset(data, "test", data_dir=data_dir, image_size=meta["image_size"][0])
+        if list(test.classes) != list(meta["classes"]):
+            raise ValueError(
+                f"{data}: its classes {list(test.classes)} differ from the model's "
+                f"{list(meta['classes'])}"
+            )
+        return TensorLoader(test.images, test.labels, 500)
+
+    def run_predict(self, run: Any, images: Any) -> tuple[Tensor, Tensor]:
+        """``Run.predict``: class indices (B,) and probabilities (B, K)."""
+        probabilities = self.predict(run.model, run.to_batch(images))
+        return probabilities.argmax(dim=1), probabilities
+
+    def predict_files(
+        self, run: Any, paths: list[str], out: Path | None = None, top: int = 3
+    ) -> list[dict[str, Any]]:
+        """``antlers predict``: each image's top-``top`` labels with probabilities."""
+        from antlers.evaluate import read_images
+
+        _, probabilities = self.run_predict(run, read_images(paths))
+        values, indices = probabilities.topk(min(top, len(run.classes)), dim=1)
+        rows = []
+        for name, v, idx in zip(paths, values, indices, strict=True):
+            best = [
+                {"label": run.classes[i], "probability": round(float(p), 4)}
+                for p, i in zip(v, idx, strict=True)
+            ]
+            shown = ", ".join(f"{b['label']} {b['probability']:.3f}" for b in best)
+            rows.append({"image": name, "top": best, "text": f"{name}: {shown}"})
+        return rows
 
     def report(self, run_dir: Path, model: nn.Module, data: TaskData) -> dict[str, Any]:
         """Confusion matrix, per-class accuracy and a grid of misclassified test images."""
