@@ -1,0 +1,163 @@
+"""Benchmark: U-Net and SegNet against torchvision's LR-ASPP on the built-in street scenes,
+mIoU on the scenes' test split after 60, 180 and 300 s of training, CPU, in one invocation.
+
+    .venv/bin/python benchmarks/segment.py                 # records the '## segment' section
+    .venv/bin/python benchmarks/segment.py --no-record --budgets 30 --models unet
+
+Every run is ``fit`` through the segment task with the task's defaults (AdamW, one-cycle schedule
+planned for the budget, flips) and ``--time T``: one run per model and budget, the schedule
+planned for that budget. The baseline is ``torchvision.models.segmentation.
+lraspp_mobilenet_v3_large(weights=None, weights_backbone=None)`` (registered in the task as model
+``lraspp``), trained by the same loop for the same wall time. The score is the mIoU (pooled over
+the test pixels) of the model as it is at the end of its budget (the last evaluation, not the
+best). Training time excludes data generation and evaluation.
+
+OMP_WAIT_POLICY=PASSIVE is set before torch loads: on this shared two-core machine, OpenMP
+threads that spin while waiting made 2-thread training up to 10x slower than 1 thread when
+other jobs held the cores; passive waiting removes that.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import datetime
+import sys
+import tempfile
+import time
+
+import torch
+
+from common import cpu_model, record_section
+
+BUDGETS = (60, 180, 300)
+MODELS = ("unet", "segnet", "lraspp")
+TARGET = 0.90
+_CACHE: dict = {}
+
+
+def _task():
+    """The segment task, with the generated scenes kept between runs (same seed, same data)."""
+    from antlers.tasks.segment import SegmentTask
+
+    class CachedTask(SegmentTask):
+        def load_data(self, config, rank=0, world_size=1):
+            if config.image_size not in _CACHE:
+                _CACHE[config.image_size] = SegmentTask.load_data(self, config, rank, world_size)
+            data = _CACHE[config.image_size]
+            data.meta["model"] = config.model or self.default_model
+            return data
+
+    return CachedTask()
+
+
+def run(model: str, budget: float, out: str, image_size: int | None) -> dict:
+    from antlers.engine.fit import fit
+    from antlers.tasks import default_config
+
+    load = os.getloadavg()[0]
+    config = default_config("segment", model=model, time=budget, out=out, image_size=image_size)
+    start = time.perf_counter()
+    result = fit(_task(), config, log=lambda *_: None)
+    last = result.history[-1]
+    row = {
+        "model": model,
+        "budget": budget,
+        "miou": last["val_miou"],
+        "pixel_accuracy": last["val_pixel_accuracy"],
+        "epochs": last["epoch"],
+        "steps": last["step"],
+        "seconds": last["seconds"],
+        "wall": time.perf_counter() - start,
+        "load": load,
+        "iou": {k[8:]: v for k, v in last.items() if k.startswith("val_iou_")},
+    }
+    print(
+        f"{model:7s} {budget:4.0f} s: mIoU {row['miou']:.4f}, pixel accuracy "
+        f"{row['pixel_accuracy']:.4f}, {row['steps']} steps, load {load:.1f}",
+        flush=True,
+    )
+    return row
+
+
+def _section(rows: list[dict], threads: int, image_size: int) -> list[str]:
+    loads = [r["load"] for r in rows]
+    by = {(r["model"], r["budget"]): r for r in rows}
+    budgets = sorted({r["budget"] for r in rows})
+    models = [m for m in MODELS if any(r["model"] == m for r in rows)]
+    lines = [
+        "## segment",
+        "",
+        "`benchmarks/segment.py`: the built-in `scenes` (4000 training and 500 test street",
+        f"scenes, {image_size}x{image_size}, 8 classes), mIoU pooled over the test pixels at the",
+        "end of each budget (one run per model and budget, each schedule planned for its",
+        "budget); training time only (data generation and evaluation excluded).",
+        "",
+        f"- machine: {cpu_model()}, 2 cores shared with other jobs (see the load average);",
+        f"  threads: {threads}, OMP_WAIT_POLICY=PASSIVE; torch {torch.__version__}; "
+        f"date: {datetime.date.today()}",
+        f"- load average (1 min) before each run: {', '.join(f'{v:.1f}' for v in loads)}",
+        "",
+        "| model | " + " | ".join(f"mIoU at {b:.0f} s" for b in budgets) + " | steps at the last |",
+        "|---|" + "---:|" * (len(budgets) + 1),
+    ]
+    for m in models:
+        cells = [f"{by[(m, b)]['miou']:.4f}" if (m, b) in by else "-" for b in budgets]
+        steps = by.get((m, budgets[-1]), {}).get("steps", "-")
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {steps} |")
+    last = budgets[-1]
+    finals = [by[(m, last)] for m in models if (m, last) in by]
+    if finals:
+        classes = list(finals[0]["iou"])
+        lines += ["", f"Per-class IoU at {last:.0f} s:", ""]
+        lines += ["| model | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+        for r in finals:
+            lines.append(
+                f"| {r['model']} | " + " | ".join(f"{r['iou'][c]:.3f}" for c in classes) + " |"
+            )
+    lines += ["", *_verdicts(by, budgets, models)]
+    return lines
+
+
+def _verdicts(by: dict, budgets: list[float], models: list[str]) -> list[str]:
+    out = []
+    if ("unet", 300) in by:
+        miou = by[("unet", 300)]["miou"]
+        met = "met" if miou >= TARGET else "missed"
+        out.append(f"- U-Net mIoU within 300 s: {miou:.4f} (target >= {TARGET}): {met}")
+    for m in ("unet", "segnet"):
+        pairs = [
+            (by[(m, b)], by[("lraspp", b)]) for b in budgets if (m, b) in by and ("lraspp", b) in by
+        ]
+        if pairs:
+            ahead = sum(a["miou"] > b["miou"] for a, b in pairs)
+            out.append(f"- {m} ahead of lraspp at equal time: {ahead} of {len(pairs)} budgets")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budgets", type=float, nargs="+", default=BUDGETS)
+    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        for budget in args.budgets:
+            for model in args.models:
+                rows.append(run(model, budget, out, args.image_size))
+    section = _section(rows, args.threads, args.image_size)
+    print("\n".join(section))
+    if not args.no_record:
+        record_section(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

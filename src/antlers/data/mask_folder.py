@@ -1,0 +1,132 @@
+"""Segmentation folders: ``images/`` + ``masks/`` + ``classes.txt``, as Pascal VOC keeps them.
+
+Layout::
+
+    root/classes.txt          one class name per line; line k (from 0) names class id k
+    root/images/NAME.jpg      any image format Pillow reads (RGB or gray)
+    root/masks/NAME.png       the class id of every pixel: mode L (8-bit gray) or P (palette,
+                              whose indices are the ids, as in VOC); 255 = ignore
+
+or ``root/train/{images,masks}`` and ``root/test/{images,masks}`` (``val/`` for test) beside one
+``classes.txt``; without them a seeded 20% of the pairs is the test split.
+
+Each image is fitted to S x S (``ImageOps.fit``: scale the short side, centre-crop; bicubic), its
+mask by the same crop with nearest-neighbour, so ids are never blended. Errors are ValueErrors
+naming the file: a mask of another size than its image (both sizes), an id that names no class
+(the id and the number of classes), an RGB or other non-id mask (its mode), a missing mask.
+Files are only read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from antlers.data.folder import IMAGE_EXTENSIONS, list_images, open_checked, to_8bit
+from antlers.data.segset import IGNORE_INDEX, SegmentationSet
+
+__all__ = ["load_mask_folder", "read_classes", "read_pair"]
+
+DEFAULT_IMAGE_SIZE = 64
+TEST_FRACTION = 0.2
+MASK_MODES = ("L", "P")
+SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val")}
+
+
+def read_classes(root: Path) -> tuple[str, ...]:
+    """The class names in root/classes.txt (blank lines and surrounding spaces dropped)."""
+    path = root / "classes.txt"
+    if not path.is_file():
+        raise ValueError(f"{path}: missing; write one class name per line (line k = class id k)")
+    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    if not names:
+        raise ValueError(f"{path}: no class names")
+    return names
+
+
+def read_mask(path: Path, num_classes: int) -> Image.Image:
+    """An id mask (mode L or P) with every id < num_classes or 255; ValueError otherwise."""
+    mask = open_checked(path)
+    if mask.mode not in MASK_MODES:
+        raise ValueError(
+            f"{path}: mask has mode {mask.mode} ({len(mask.getbands())} channels); expected "
+            f"class ids, one per pixel, in an 8-bit gray (L) or palette (P) PNG"
+        )
+    ids = np.unique(np.asarray(mask))
+    bad = ids[(ids >= num_classes) & (ids != IGNORE_INDEX)]
+    if bad.size:
+        raise ValueError(
+            f"{path}: class id {int(bad[0])} in the mask, but classes.txt has {num_classes} "
+            f"classes (ids 0-{num_classes - 1}; 255 = ignore)"
+        )
+    return mask
+
+
+def read_pair(image_path: Path, mask_path: Path, size: int, num_classes: int) -> tuple:
+    """(image uint8 (C, S, S) with C = 3, mask uint8 (S, S)) fitted to size S."""
+    if not mask_path.is_file():
+        raise ValueError(f"{image_path}: no mask {mask_path}")
+    image = to_8bit(open_checked(image_path)).convert("RGB")
+    mask = read_mask(mask_path, num_classes)
+    if image.size != mask.size:
+        raise ValueError(
+            f"{mask_path}: mask is {mask.size[0]}x{mask.size[1]} (width x height) but its image "
+            f"{image_path.name} is {image.size[0]}x{image.size[1]}"
+        )
+    image = ImageOps.fit(image, (size, size), method=Image.Resampling.BICUBIC)
+    mask = ImageOps.fit(mask, (size, size), method=Image.Resampling.NEAREST)
+    return np.asarray(image).transpose(2, 0, 1), np.asarray(mask)
+
+
+def _split_folder(root: Path, split: str) -> Path | None:
+    folders = {
+        s: [root / c for c in cs if (root / c / "images").is_dir()]
+        for s, cs in SPLIT_FOLDERS.items()
+    }
+    if all(folders.values()):
+        return folders[split][0]
+    return None
+
+
+def _pairs(root: Path, split: str, seed: int) -> list[Path]:
+    """The image files of ``split``."""
+    folder = _split_folder(root, split)
+    if folder is not None:
+        return list_images(folder / "images")
+    if not (root / "images").is_dir():
+        raise ValueError(
+            f"{root}: no images/ folder (expected images/, masks/ and classes.txt, "
+            f"or train/ and test/ folders holding images/ and masks/)"
+        )
+    files = list_images(root / "images")
+    order = np.random.default_rng(seed).permutation(len(files))
+    n_test = max(1, round(TEST_FRACTION * len(files))) if len(files) > 1 else 0
+    chosen = order[:n_test] if split == "test" else order[n_test:]
+    return [files[i] for i in sorted(chosen)]
+
+
+def load_mask_folder(
+    root: str | Path, split: str = "train", *, image_size: int | None = None, seed: int = 0
+) -> SegmentationSet:
+    """One split of a segmentation folder as images uint8 (N, 3, S, S) and masks (N, S, S)."""
+    root = Path(root).expanduser()
+    if split not in SPLIT_FOLDERS:
+        raise ValueError(f"split must be one of {list(SPLIT_FOLDERS)}, got {split!r}")
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder (expected images/, masks/ and classes.txt)")
+    classes = read_classes(root)
+    size = image_size or DEFAULT_IMAGE_SIZE
+    files = _pairs(root, split, seed)
+    if not files:
+        raise ValueError(
+            f"{root}: no images for split {split!r} (extensions: {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    pairs = [
+        read_pair(f, f.parent.parent / "masks" / f"{f.stem}.png", size, len(classes)) for f in files
+    ]
+    images = torch.from_numpy(np.stack([p[0] for p in pairs]))
+    masks = torch.from_numpy(np.stack([p[1] for p in pairs]))
+    return SegmentationSet(images, masks, classes, root.resolve().name)

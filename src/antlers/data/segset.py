@@ -1,0 +1,52 @@
+"""`SegmentationSet`: images and their per-pixel class masks, held in memory.
+
+Conventions: images uint8 (N, C, H, W) with C in {1, 3}; masks uint8 (N, H, W) of class ids in
+[0, len(classes)), or 255 for "ignore" (a pixel no loss or metric counts). A sample is
+``{"image": float32 (C, H, W) in [0, 1], "mask": int64 (H, W)}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["IGNORE_INDEX", "SegmentationSet"]
+
+IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentationSet:
+    """A segmentation dataset in memory; checks dtypes, shapes and the range of the class ids."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    classes: tuple[str, ...]
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.masks.dtype != torch.uint8:
+            raise ValueError(f"{self.name}: images and masks must be torch.uint8 tensors")
+        if self.images.ndim != 4 or self.images.shape[1] not in (1, 3):
+            raise ValueError(
+                f"{self.name}: images must be (N, C, H, W) with C in (1, 3), "
+                f"got {tuple(self.images.shape)}"
+            )
+        n, _, h, w = self.images.shape
+        if tuple(self.masks.shape) != (n, h, w):
+            raise ValueError(
+                f"{self.name}: masks must be (N, H, W) = {(n, h, w)}, got {tuple(self.masks.shape)}"
+            )
+        bad = (self.masks >= len(self.classes)) & (self.masks != IGNORE_INDEX)
+        if bad.any():
+            raise ValueError(
+                f"{self.name}: class id {int(self.masks[bad][0])} in a mask, but only "
+                f"{len(self.classes)} classes (ids 0-{len(self.classes) - 1}, 255 = ignore)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.images[i].float() / 255, "mask": self.masks[i].long()}

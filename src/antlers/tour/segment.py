@@ -1,0 +1,86 @@
+"""Tour chapter 6: an encoder-decoder learns to label pixels.
+
+Trains a small U-Net on the built-in street scenes for a fixed time budget, then shows held-out
+scenes with the true and predicted classes drawn over them, the per-class IoU, and the mIoU
+pooled over the test pixels.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from antlers.tour.page import Chapter, TourContext, figure, paragraph, table
+
+__all__ = ["segment_chapter"]
+
+FULL = {"seconds": 40, "scenes": (3000, 200), "image_size": 64, "model": "unet-w8-d3"}
+QUICK = {"seconds": 5, "scenes": (400, 40), "image_size": 32, "model": "unet-w8-d2"}
+
+
+def segment_chapter(ctx: TourContext) -> Chapter:
+    from antlers.config import TrainConfig
+    from antlers.engine.fit import fit
+    from antlers.tasks.segment import SegmentTask
+
+    plan = QUICK if ctx.quick else FULL
+    task = SegmentTask(scenes=plan["scenes"])
+    ctx.log(f"      training {plan['model']} on scenes for {plan['seconds']} s")
+    folder = ctx.out / "segment" / "ch6_run"
+    shutil.rmtree(folder, ignore_errors=True)
+    config = TrainConfig(
+        **{
+            **task.config_defaults,
+            "task": "segment",
+            "model": plan["model"],
+            "image_size": plan["image_size"],
+            "time": plan["seconds"],
+            "batch_size": 16,
+            "out": str(ctx.out),
+            "name": "ch6_run",
+        }
+    )
+    result = fit(task, config, log=lambda *_: None)
+    last = result.history[-1]
+    classes = list(result.model.classes)  # type: ignore[union-attr]
+    rows = [
+        {"class": c, "IoU": f"{last[f'val_iou_{c}']:.3f}"}
+        for c in classes
+        if last[f"val_iou_{c}"] == last[f"val_iou_{c}"]  # NaN: not in the test scenes
+    ]
+    captions = {
+        "overlays": "Held-out scenes: the image, the true classes, the predicted classes.",
+        "iou": "IoU of each class on the test scenes (pooled over all their pixels).",
+        "curves": "Training loss and test metrics, epoch by epoch.",
+    }
+    figures = [
+        figure(f"segment/ch6_run/{name}.png", caption)
+        for name, caption in captions.items()
+        if (folder / f"{name}.png").exists()
+    ]
+    body = "\n".join(
+        [
+            paragraph(
+                "Semantic segmentation gives every pixel a class. A U-Net is an encoder-decoder: "
+                "conv + batch norm + ReLU and max pooling shrink the scene to coarse features, "
+                "transposed convolutions grow them back to the input size, and skip connections "
+                "hand each decoder stage the encoder's sharper map of the same size. Its last "
+                "1x1 convolution gives K scores per pixel; softmax and the per-pixel "
+                f"cross-entropy train it. Here: {plan['model']} on {plan['scenes'][0]} "
+                f"procedural street scenes of {plan['image_size']}x{plan['image_size']} pixels "
+                f"for {plan['seconds']} s of CPU time (SegNet, which unpools with the encoder's "
+                "max-pooling indices instead of copying feature maps, is `--model segnet`)."
+            ),
+            *figures[:1],
+            table(rows),
+            paragraph(
+                f"mIoU {last['val_miou']:.3f} and pixel accuracy "
+                f"{last['val_pixel_accuracy']:.1%} on {plan['scenes'][1]} held-out scenes; IoU = "
+                "true positives / (true positives + false positives + false negatives) of a "
+                "class, counted over every test pixel at once."
+            ),
+            *figures[1:],
+            paragraph(f"The run folder: {folder} (weights, metrics.csv, report.html)."),
+        ]
+    )
+    summary = f"U-Net mIoU {last['val_miou']:.3f} on held-out scenes after {last['seconds']:.0f} s"
+    return Chapter(6, "Segmentation", body, summary)
