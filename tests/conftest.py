@@ -7,6 +7,9 @@ import os
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# OpenMP threads that spin while waiting make 2-thread torch up to 10x slower than 1 thread when
+# other work holds the shared cores; waiting passively removes that (read when torch loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(autouse=True, scope="session")
