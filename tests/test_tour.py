@@ -45,9 +45,10 @@ def test_every_linked_figure_exists_and_is_a_png(quick_tour: tuple[Path, str]) -
 
 def test_progress_is_shown(quick_tour: tuple[Path, str]) -> None:
     _, log = quick_tour
-    assert "[1/4] chapter 1 ..." in log
-    assert "[3/4] Backprop learns the features:" in log
-    assert "[4/4] A CNN learns to classify:" in log
+    n = len(CHAPTERS)
+    assert f"[1/{n}] chapter 1 ..." in log
+    assert f"[3/{n}] Backprop learns the features:" in log
+    assert f"[4/{n}] A CNN learns to classify:" in log
     assert "epoch 1/4" in log
 
 
@@ -88,3 +89,16 @@ def test_cli_single_chapter(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
 def test_unknown_chapter_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=re.escape(f"chapters are {sorted(CHAPTERS)}")):
         run_tour(tmp_path, chapters=[42])
+
+
+def test_segmentation_chapter_labels_pixels(quick_tour: tuple[Path, str]) -> None:
+    out, log = quick_tour
+    page = (out / "index.html").read_text()
+    assert '<section id="ch6">' in page
+    assert '<img src="segment/ch6_run/overlays.png"' in page
+    assert '<img src="segment/ch6_run/iou.png"' in page
+    found = re.search(r"\] Segmentation: U-Net mIoU (0\.\d{3}) on held-out scenes", log)
+    assert found, "chapter 6 summary missing"
+    assert float(found.group(1)) > 0.1  # above a constant guess (about 0.04) after 5 s
+    ious = re.findall(r"<tr><td>(road|building|vehicle)</td><td>(0\.\d{3}|1\.000)</td></tr>", page)
+    assert len(ious) == 3, "per-class IoU table missing"

@@ -190,7 +190,7 @@ def _objects(
 ) -> None:
     """Vehicles, poles and trees, far to near, each scaled by its depth."""
     n = len(image)
-    kind = rng.choice(4, size=(n, OBJECTS), p=[0.35, 0.25, 0.2, 0.2])  # 3: none
+    kind = rng.choice(4, size=(n, OBJECTS), p=[0.35, 0.3, 0.2, 0.15])  # 3: none
     depth = np.sort(rng.uniform(0.08, 1.1, (n, OBJECTS)), axis=1).astype(np.float32)
     for k in range(OBJECTS):
         t = depth[:, k].reshape(n, 1, 1)
@@ -202,7 +202,7 @@ def _objects(
         scale = t * s.w
         car = _vehicle(rng, s, road_x, base, scale)
         pole = (
-            (np.abs(s.x - walk_x) < np.maximum(0.035 * scale, 0.8))
+            (np.abs(s.x - walk_x) < np.maximum(0.05 * scale, 1.0))
             & (s.y < base)
             & (s.y >= base - _u(rng, 0.7, 1.4, n) * scale)
         )

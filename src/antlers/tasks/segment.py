@@ -85,7 +85,7 @@ class SegmentTask:
     primary_metric: str = "miou"
     maximize: bool = True
     default_model: str = "unet"
-    dice: float = 0.0  # weight of the Dice term added to the cross-entropy
+    dice: float = 1.0  # weight of the Dice term added to the cross-entropy (0: off)
     scenes: tuple[int, int] | None = (
         None  # (train, test) counts of built-in scenes, if not 4000/500
     )
@@ -93,9 +93,9 @@ class SegmentTask:
         default_factory=lambda: {
             "data": "scenes",
             "optimizer": "adamw",
-            "lr": 3e-3,
+            "lr": 5e-3,
             "weight_decay": 1e-4,
-            "batch_size": 32,
+            "batch_size": 8,
             "label_smoothing": 0.0,
             "ema": 0.0,
         }
