@@ -91,11 +91,11 @@ def _split_folder(root: Path, split: str) -> Path | None:
     return None
 
 
-def _pairs(root: Path, split: str, seed: int) -> list[Path]:
-    """The image files of ``split``."""
+def _pairs(root: Path, split: str, seed: int) -> tuple[Path, list[Path]]:
+    """The folder holding images/ and masks/ for ``split``, and the split's image files."""
     folder = _split_folder(root, split)
     if folder is not None:
-        return list_images(folder / "images")
+        return folder, list_images(folder / "images")
     if not (root / "images").is_dir():
         raise ValueError(
             f"{root}: no images/ folder (expected images/, masks/ and classes.txt, "
@@ -105,7 +105,7 @@ def _pairs(root: Path, split: str, seed: int) -> list[Path]:
     order = np.random.default_rng(seed).permutation(len(files))
     n_test = max(1, round(TEST_FRACTION * len(files))) if len(files) > 1 else 0
     chosen = order[:n_test] if split == "test" else order[n_test:]
-    return [files[i] for i in sorted(chosen)]
+    return root, [files[i] for i in sorted(chosen)]
 
 
 def load_mask_folder(
@@ -119,14 +119,15 @@ def load_mask_folder(
         raise ValueError(f"{root}: not a folder (expected images/, masks/ and classes.txt)")
     classes = read_classes(root)
     size = image_size or DEFAULT_IMAGE_SIZE
-    files = _pairs(root, split, seed)
+    folder, files = _pairs(root, split, seed)
     if not files:
         raise ValueError(
             f"{root}: no images for split {split!r} (extensions: {', '.join(IMAGE_EXTENSIONS)})"
         )
-    pairs = [
-        read_pair(f, f.parent.parent / "masks" / f"{f.stem}.png", size, len(classes)) for f in files
-    ]
+    pairs = []
+    for f in files:  # images/a/b.jpg pairs with masks/a/b.png
+        mask = (folder / "masks" / f.relative_to(folder / "images")).with_suffix(".png")
+        pairs.append(read_pair(f, mask, size, len(classes)))
     images = torch.from_numpy(np.stack([p[0] for p in pairs]))
     masks = torch.from_numpy(np.stack([p[1] for p in pairs]))
     return SegmentationSet(images, masks, classes, root.resolve().name)
