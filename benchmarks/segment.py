@@ -57,12 +57,17 @@ def _task():
 def run(model: str, budget: float, out: str, image_size: int | None) -> dict:
     from antlers.engine.fit import fit
     from antlers.tasks import default_config
+    from antlers.tasks.segment_loader import SegmentLoader
 
     load = os.getloadavg()[0]
     config = default_config("segment", model=model, time=budget, out=out, image_size=image_size)
     start = time.perf_counter()
-    result = fit(_task(), config, log=lambda *_: None)
+    task = _task()
+    result = fit(task, config, log=lambda *_: None)
     last = result.history[-1]
+    test = _CACHE[config.image_size].test_set  # the model at the end, each class's IoU
+    per_class = SegmentLoader(test.images, test.masks, 100, per_class=True)
+    scores = task.evaluate(result.model, per_class)
     row = {
         "model": model,
         "budget": budget,
@@ -73,7 +78,7 @@ def run(model: str, budget: float, out: str, image_size: int | None) -> dict:
         "seconds": last["seconds"],
         "wall": time.perf_counter() - start,
         "load": load,
-        "iou": {k[8:]: v for k, v in last.items() if k.startswith("val_iou_")},
+        "iou": {k[4:]: v for k, v in scores.items() if k.startswith("iou_")},
     }
     print(
         f"{model:7s} {budget:4.0f} s: mIoU {row['miou']:.4f}, pixel accuracy "

@@ -179,8 +179,8 @@ class SegmentTask:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: SegmentLoader) -> dict[str, float]:
-        """Loss per pixel, pixel accuracy, mIoU and each class's IoU (``iou_<class>``), pooled
-        over this process's shard; ``count`` = images."""
+        """Loss per pixel, pixel accuracy and mIoU, pooled over this process's shard, with
+        each class's IoU (``iou_<class>``) when ``loader.per_class``; ``count`` = images."""
         model.eval()
         device = next(model.parameters()).device
         matrix, loss, pixels, count = None, 0.0, 0, 0
@@ -199,8 +199,9 @@ class SegmentTask:
             "pixel_accuracy": scores["pixel_accuracy"],
             "miou": scores["miou"],
         }
-        names = getattr(model, "classes", None) or [str(i) for i in range(len(matrix))]
-        metrics.update({f"iou_{c}": v for c, v in zip(names, scores["iou"], strict=True)})
+        if getattr(loader, "per_class", False):
+            names = getattr(model, "classes", None) or [str(i) for i in range(len(matrix))]
+            metrics.update({f"iou_{c}": v for c, v in zip(names, scores["iou"], strict=True)})
         return {**metrics, "count": count}
 
     def test_loader(
@@ -208,13 +209,14 @@ class SegmentTask:
     ) -> SegmentLoader:
         """The test split of ``data`` at the model's image size; its classes must be the model's."""
         seed = json.loads(meta["config"])["seed"] if "config" in meta else 0  # the same split
-        test = load_segmentation(data, "test", meta["image_size"][0], seed)
+        count = self.scenes[1] if self.scenes else None
+        test = load_segmentation(data, "test", meta["image_size"][0], seed, count)
         if list(test.classes) != list(meta["classes"]):
             raise ValueError(
                 f"{data}: its classes {list(test.classes)} differ from the model's "
                 f"{list(meta['classes'])}"
             )
-        return SegmentLoader(test.images, test.masks, 100)
+        return SegmentLoader(test.images, test.masks, 100, per_class=True)
 
     def run_predict(self, run: Any, images: Any) -> Tensor:
         """``Run.predict``: class ids (B, H, W) int64 at the images' own size, for a float

@@ -48,7 +48,11 @@ def joint_random_crop(
 
 @dataclass
 class SegmentLoader(TensorLoader):
-    """``labels`` holds the masks: uint8 (N, H, W) class ids (255 = ignore)."""
+    """``labels`` holds the masks: uint8 (N, H, W) class ids (255 = ignore). ``per_class``:
+    evaluating on this loader also reports each class's IoU (``antlers eval``; left out of the
+    per-epoch metrics to keep metrics.csv and curves.png short)."""
+
+    per_class: bool = False
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, Tensor]]:
         """The batches of ``epoch`` from ``start_batch`` on (for resume)."""
