@@ -1,0 +1,199 @@
+"""The explain module's pictures: kernel grids and their evolution, feature maps, top-k rows,
+Grad-CAM overlays and the moose detector's heat maps. Matplotlib's Figure API (no pyplot);
+save with :func:`antlers.viz.save_figure` (atomic PNG). Images are tensors (C, H, W) in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from antlers.explain.feature_maps import strongest_channels
+from antlers.explain.kernels import evolution_rows, kernel_grid
+from antlers.explain.topk import TopK, crop_window
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "feature_maps_figure",
+    "grad_cam_figure",
+    "heatmaps_figure",
+    "kernel_evolution_figure",
+    "kernels_figure",
+    "top_k_figure",
+]
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _hwc(image: Tensor) -> np.ndarray:
+    """(C, H, W) -> (H, W, 3) or (H, W) floats for imshow."""
+    array = image.detach().float().cpu().clamp(0, 1).numpy()
+    return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)[..., :3]
+
+
+def _show(ax: Axes, image: Tensor, title: str = "") -> None:
+    array = _hwc(image)
+    ax.imshow(
+        array, cmap="gray" if array.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest"
+    )
+    if title:
+        ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def kernels_figure(weight: Tensor, title: str) -> Figure:
+    """The first layer's kernels (Cout, Cin, K, K) as a grid of normalised tiles."""
+    grid = kernel_grid(weight, scale=max(1, 24 // weight.shape[-1]))
+    aspect = grid.shape[1] / grid.shape[2]
+    fig = _figure(8, 8 * aspect + 0.5)
+    _show(fig.subplots(), grid, title)
+    return fig
+
+
+def kernel_evolution_figure(snapshots: dict[int, Tensor], kernels: int = 16) -> Figure:
+    """The first ``kernels`` kernels at up to 6 epochs, one row per epoch (0 = initial)."""
+    rows = evolution_rows(snapshots, kernels=kernels)
+    fig = _figure(9, 0.75 * len(rows) + 0.6)
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    for ax, (epoch, weight) in zip(axes, rows.items(), strict=True):
+        grid = kernel_grid(weight, columns=len(weight), scale=max(1, 24 // weight.shape[-1]))
+        ax.imshow(_hwc(grid), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(f"epoch {epoch}", rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle("first-layer kernels during training (each normalised on its own)", fontsize=10)
+    return fig
+
+
+def feature_maps_figure(image: Tensor, maps: dict[str, Tensor], channels: int = 8) -> Figure:
+    """The image, then per layer (row) its ``channels`` most active maps, each normalised."""
+    shown = {n: m for n, m in maps.items() if m.shape[1] * m.shape[2] > 1}
+    fig = _figure(1.3 * (channels + 1), 1.35 * (len(shown) + 1))
+    axes = fig.subplots(len(shown) + 1, channels + 1, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    _show(axes[0, 0], image, f"input {image.shape[1]}x{image.shape[2]}")
+    for row, (name, m) in enumerate(shown.items(), start=1):
+        axes[row, 0].text(
+            0.95,
+            0.5,
+            f"{name}\n{m.shape[0]}x{m.shape[1]}x{m.shape[2]}",
+            ha="right",
+            va="center",
+            fontsize=8,
+            transform=axes[row, 0].transAxes,
+        )
+        for col, c in enumerate(strongest_channels(m, channels).tolist(), start=1):
+            axes[row, col].imshow(m[c].numpy(), cmap="magma", interpolation="nearest")
+            axes[row, col].set_title(f"ch {c}", fontsize=7)
+    return fig
+
+
+def _tile(patch: Tensor, size: int) -> Tensor:
+    """A patch scaled (nearest) so its longer side is about ``size`` pixels, at least 1x."""
+    factor = max(1, size // max(patch.shape[1:]))
+    return patch.repeat_interleave(factor, 1).repeat_interleave(factor, 2)
+
+
+def top_k_figure(
+    result: TopK, images: Tensor, channels: Sequence[int] | None = None, title: str = ""
+) -> Figure:
+    """One row per channel: its top-k receptive-field patches, best first (the lecture's rows).
+
+    images: the dataset the search ran over, (N, C, H, W) uint8 or float in [0, 1].
+    channels: default the 8 channels with the largest top-1 value.
+    """
+    if channels is None:
+        channels = result.values[:, 0].argsort(descending=True)[:8].tolist()
+    k = result.values.shape[1]
+    fig = _figure(1.0 * k + 0.8, 1.0 * len(channels) + 0.5)
+    axes = fig.subplots(len(channels), k, squeeze=False)
+    for r, c in enumerate(channels):
+        for j in range(k):
+            image = images[int(result.indices[c, j])]
+            image = image.float() / 255 if image.dtype == torch.uint8 else image.float()
+            _show(axes[r, j], _tile(crop_window(image, result.windows[c, j]), 48))
+        axes[r, 0].set_title(f"ch {c}", fontsize=8, loc="left")
+    size = result.rf[0].size, result.rf[1].size
+    fig.suptitle(
+        title
+        or f"{result.layer}: top {k} patches per channel (receptive field {size[0]}x{size[1]})",
+        fontsize=10,
+    )
+    return fig
+
+
+def _overlay(ax: Axes, image: Tensor, heat: np.ndarray, extent: tuple | None = None) -> None:
+    array = _hwc(image)
+    h, w = array.shape[:2]
+    ax.imshow(array, cmap="gray" if array.ndim == 2 else None, vmin=0, vmax=1, extent=(0, w, h, 0))
+    ax.imshow(
+        heat,
+        cmap="jet",
+        alpha=0.45,
+        vmin=0,
+        vmax=1,
+        extent=extent or (0, w, h, 0),
+        interpolation="bilinear",
+    )
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.axis("off")
+
+
+def grad_cam_figure(images: Tensor, cams: Tensor, titles: Sequence[str]) -> Figure:
+    """Each image above its Grad-CAM overlay (heat in jet colours, 0..1)."""
+    n = len(images)
+    fig = _figure(1.8 * n, 3.8)
+    axes = fig.subplots(2, n, squeeze=False)
+    for j in range(n):
+        _show(axes[0, j], images[j], titles[j])
+        _overlay(axes[1, j], images[j], cams[j].numpy())
+    return fig
+
+
+def heatmaps_figure(
+    image: Tensor,
+    probabilities: Tensor,
+    classes: Sequence[str],
+    window: tuple[int, int],
+    stride: tuple[int, int],
+) -> Figure:
+    """The image, then one panel per class: P(class) of every window, drawn at window centres."""
+    k, rows, cols = probabilities.shape
+    top = (window[0] - stride[0]) / 2
+    left = (window[1] - stride[1]) / 2
+    extent = (left, left + cols * stride[1], top + rows * stride[0], top)
+    columns = min(k + 1, 4)
+    lines = -(-(k + 1) // columns)
+    aspect = image.shape[1] / image.shape[2]
+    fig = _figure(3.0 * columns, 3.0 * aspect * lines + 0.4)
+    axes = fig.subplots(lines, columns, squeeze=False).flat
+    for ax in axes:
+        ax.axis("off")
+    _show(
+        axes[0],
+        image,
+        f"image {image.shape[1]}x{image.shape[2]}, window {window[0]}x{window[1]} / {stride[0]}",
+    )
+    for ax, name, heat in zip(axes[1:], classes, probabilities, strict=False):
+        _overlay(ax, image, heat.numpy(), extent)
+        ax.set_title(f"P({name}) max {float(heat.max()):.2f}", fontsize=9)
+    return fig
+
+
+def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """(K, h, w) -> (K, H, W) bilinear; a helper for callers that want pixel-aligned maps."""
+    return F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0]
