@@ -31,7 +31,7 @@ def feature_maps(
     names = list(layers) if layers is not None else [n for n, _ in spatial_layers(model)]
     device = next(model.parameters()).device
     with torch.no_grad(), eval_mode(model):
-        outputs = capture(model, x[None].to(device), names)
+        outputs = capture(model, x[None].to(device), names, stop=True)  # the head may not fit
     return {n: outputs[n][0].cpu() for n in names if n in outputs and outputs[n].dim() == 4}
 
 
