@@ -40,7 +40,7 @@ def _brute_force(acts: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray, np
     return values, indices, positions
 
 
-@pytest.mark.parametrize("layer, depth", [("relu1", 2), ("pool2", 6)])
+@pytest.mark.parametrize(("layer", "depth"), [("relu1", 2), ("pool2", 6)])
 def test_top_k_equals_brute_force(layer: str, depth: int) -> None:
     torch.manual_seed(0)
     model = lecture_cnn(in_shape=(3, 20, 20), classes=["a", "b"]).eval()
@@ -114,7 +114,8 @@ def test_max_pool_gradient_stays_inside_the_window() -> None:
         support = _gradient_support(model[:4], images[int(result.indices[c, 0])], c, y, x)
         inside = torch.zeros_like(support)
         inside[y0:y1, x0:x1] = True
-        assert support.any() and not (support & ~inside).any()
+        assert support.any()
+        assert not (support & ~inside).any()
 
 
 def test_crop_window_fills_outside_the_image() -> None:
@@ -149,10 +150,12 @@ def test_grad_cam_peaks_on_the_object_and_equals_cam() -> None:
     image[:, 18:28, 20:30] = torch.tensor([0.0, 1.0, 0.0])[:, None, None]  # green, bottom right
     net = _two_blob_cam_net()
     cams, classes = grad_cam(net, image[None].repeat(2, 1, 1, 1), target=torch.tensor([0, 1]))
-    assert cams.shape == (2, 32, 32) and classes.tolist() == [0, 1]
+    assert cams.shape == (2, 32, 32)
+    assert classes.tolist() == [0, 1]
     for cam, (y0, y1, x0, x1) in zip(cams, [(4, 10, 4, 10), (18, 28, 20, 30)], strict=True):
         y, x = divmod(int(cam.argmax()), 32)
-        assert y0 <= y < y1 and x0 <= x < x1
+        assert y0 <= y < y1
+        assert x0 <= x < x1
         assert float(cam.max()) == pytest.approx(1.0)
     # CAM (Zhou et al. 2016), the oracle: sum_k W[c, k] A^k at the layer before the pooling.
     with torch.no_grad():
@@ -169,7 +172,9 @@ def test_fully_convolutional_equals_the_explicit_sliding_window() -> None:
     torch.manual_seed(4)
     model = lecture_cnn(in_shape=(3, 22, 26), classes=["moose", "elk", "none"]).eval()
     fcn = fully_convolutional(model)
-    assert fcn.window == (22, 26) and fcn.stride == (4, 4) and fcn.exact
+    assert fcn.window == (22, 26)
+    assert fcn.stride == (4, 4)
+    assert fcn.exact
     for height, width in [(22, 26), (41, 50), (53, 29)]:
         image = torch.rand(3, height, width)
         heat = fcn(image[None])[0]
@@ -202,7 +207,7 @@ def test_classifier_models_become_convolutional(name: str) -> None:
 def test_unsupported_models_are_refused() -> None:
     with pytest.raises(ValueError, match="no conv backbone followed by Flatten"):
         fully_convolutional(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1)))
-    with pytest.raises(ValueError, match="supported: nn.Sequential"):
+    with pytest.raises(ValueError, match=r"supported: nn\.Sequential"):
         fully_convolutional(nn.Bilinear(2, 2, 2))
     meta = {
         "model": "alexnet_small",
@@ -225,15 +230,18 @@ def test_torchvision_resnet18() -> None:
     model = torchvision.models.resnet18(weights=None, num_classes=5).eval()
     images = torch.rand(6, 3, 64, 64)
     result = top_k_activations(model, "layer2", images, k=3, batch_size=4)
-    assert result.values.shape == (128, 3) and result.rf[0].jump == 8
+    assert result.values.shape == (128, 3)
+    assert result.rf[0].jump == 8
     with torch.no_grad():
         acts = nn.Sequential(*list(model.children())[:6])(images)
-    values, indices, _ = _brute_force(acts, 3)
+    _values, indices, _ = _brute_force(acts, 3)
     np.testing.assert_array_equal(result.indices.numpy(), indices)
     cams, classes = grad_cam(model, images[:2])
-    assert cams.shape == (2, 64, 64) and classes.shape == (2,)
+    assert cams.shape == (2, 64, 64)
+    assert classes.shape == (2,)
     maps = feature_maps(model, images[0])
-    assert maps["conv1"].shape == (64, 32, 32) and maps["maxpool"].shape == (64, 16, 16)
+    assert maps["conv1"].shape == (64, 32, 32)
+    assert maps["maxpool"].shape == (64, 16, 16)
     assert kernel_grid(model.conv1.weight).shape[0] == 3
     fcn = fully_convolutional(model, window=64)
     torch.testing.assert_close(fcn(images[:1])[0, :, 0, 0], model(images[:1])[0])
@@ -245,6 +253,7 @@ def test_kernel_grid_normalises_each_kernel() -> None:
     grid = kernel_grid(weight, columns=5)
     assert grid.shape == (3, 2 * 6 + 1, 5 * 6 + 1)
     first = grid[:, 1:6, 1:6]  # the first tile, after the 1-pixel gap
-    assert float(first.min()) == 0.0 and float(first.max()) == pytest.approx(1.0)
+    assert float(first.min()) == 0.0
+    assert float(first.max()) == pytest.approx(1.0)
     gray = kernel_grid(torch.randn(4, 1, 3, 3))
     assert torch.equal(gray[0], gray[1])  # grey tiles for one input channel

@@ -77,9 +77,16 @@ def kernel_evolution_figure(snapshots: dict[int, Tensor], kernels: int = 16) -> 
     return fig
 
 
-def feature_maps_figure(image: Tensor, maps: dict[str, Tensor], channels: int = 8) -> Figure:
-    """The image, then per layer (row) its ``channels`` most active maps, each normalised."""
+def feature_maps_figure(
+    image: Tensor, maps: dict[str, Tensor], channels: int = 8, layers: int = 8
+) -> Figure:
+    """The image, then per layer (row, at most ``layers``) its ``channels`` most active maps,
+    each normalised to its own range."""
     shown = {n: m for n, m in maps.items() if m.shape[1] * m.shape[2] > 1}
+    if len(shown) > layers:  # evenly spaced, first and last kept (ResNets have 20+ convs)
+        names = list(shown)
+        picks = sorted({round(i * (len(names) - 1) / (layers - 1)) for i in range(layers)})
+        shown = {names[i]: shown[names[i]] for i in picks}
     fig = _figure(1.3 * (channels + 1), 1.35 * (len(shown) + 1))
     axes = fig.subplots(len(shown) + 1, channels + 1, squeeze=False)
     for ax in axes.flat:
