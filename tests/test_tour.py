@@ -45,9 +45,10 @@ def test_every_linked_figure_exists_and_is_a_png(quick_tour: tuple[Path, str]) -
 
 def test_progress_is_shown(quick_tour: tuple[Path, str]) -> None:
     _, log = quick_tour
-    assert "[1/4] chapter 1 ..." in log
-    assert "[3/4] Backprop learns the features:" in log
-    assert "[4/4] A CNN learns to classify:" in log
+    n = len(CHAPTERS)
+    assert f"[1/{n}] chapter 1 ..." in log
+    assert f"[3/{n}] Backprop learns the features:" in log
+    assert f"[4/{n}] A CNN learns to classify:" in log
     assert "epoch 1/4" in log
 
 
@@ -88,3 +89,16 @@ def test_cli_single_chapter(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
 def test_unknown_chapter_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=re.escape(f"chapters are {sorted(CHAPTERS)}")):
         run_tour(tmp_path, chapters=[42])
+
+
+def test_what_cnns_learn_chapter(quick_tour: tuple[Path, str]) -> None:
+    out, log = quick_tour
+    page = (out / "index.html").read_text()
+    assert '<section id="ch5">' in page
+    assert "no chapter 4 run" not in log  # it looked into chapter 4's classifier
+    for name in ("kernels", "kernel_evolution", "feature_maps", "gradcam", "heatmaps"):
+        assert f'<img src="explain/{name}.png"' in page, name
+    assert len(re.findall(r'<img src="explain/topk_[^"]+\.png"', page)) == 2  # early, deep
+    found = re.search(r"moose detector found (\d) of (\d) objects", log)
+    assert found, "chapter 5 summary missing"
+    assert int(found.group(2)) == 4  # four objects of different classes in the scene

@@ -77,6 +77,34 @@ def kernel_evolution_figure(snapshots: dict[int, Tensor], kernels: int = 16) -> 
     return fig
 
 
+def _coloured(maps: Tensor, cmap: str = "magma") -> Tensor:
+    """(N, h, w) -> (N, 3, h, w) in [0, 1], each map normalised to its own range, coloured."""
+    from matplotlib import colormaps
+
+    low = maps.flatten(1).amin(1)[:, None, None]
+    high = maps.flatten(1).amax(1)[:, None, None]
+    unit = ((maps - low) / (high - low).clamp_min(1e-12)).numpy()
+    rgb = colormaps[cmap](unit)[..., :3]  # (N, h, w, 3)
+    return torch.from_numpy(rgb).permute(0, 3, 1, 2).float()
+
+
+def _resize(tiles: Tensor, size: int) -> Tensor:
+    """(N, C, h, w) -> (N, 3, size, size), nearest neighbour (pixels stay visible)."""
+    tiles = tiles.expand(-1, 3, -1, -1) if tiles.shape[1] == 1 else tiles
+    return F.interpolate(tiles.float(), size=(size, size), mode="nearest")
+
+
+def _grid_axes(ax: Axes, tiles: Tensor, columns: int) -> None:
+    """Show (N, 3, size, size) tiles as one image, ``columns`` per row, 2-pixel white gaps."""
+    from torchvision.utils import make_grid
+
+    ax.imshow(_hwc(make_grid(tiles, nrow=columns, padding=2, pad_value=1.0)))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+
+
 def feature_maps_figure(
     image: Tensor, maps: dict[str, Tensor], channels: int = 8, layers: int = 8
 ) -> Figure:
@@ -87,31 +115,24 @@ def feature_maps_figure(
         names = list(shown)
         picks = sorted({round(i * (len(names) - 1) / (layers - 1)) for i in range(layers)})
         shown = {names[i]: shown[names[i]] for i in picks}
-    fig = _figure(1.3 * (channels + 1), 1.35 * (len(shown) + 1))
-    axes = fig.subplots(len(shown) + 1, channels + 1, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    _show(axes[0, 0], image, f"input {image.shape[1]}x{image.shape[2]}")
-    for row, (name, m) in enumerate(shown.items(), start=1):
-        axes[row, 0].text(
-            0.95,
-            0.5,
+    fig = _figure(1.0 * channels + 1.6, 1.05 * (len(shown) + 1))
+    axes = fig.subplots(len(shown) + 1, 1, squeeze=False)[:, 0]
+    _grid_axes(axes[0], _resize(image[None].clamp(0, 1), 48), 1)
+    axes[0].set_ylabel(
+        f"input\n{image.shape[1]}x{image.shape[2]}", rotation=0, ha="right", va="center", fontsize=8
+    )
+    for ax, (name, m) in zip(axes[1:], shown.items(), strict=True):
+        picked = strongest_channels(m, channels)
+        _grid_axes(ax, _resize(_coloured(m[picked]), 48), channels)
+        ax.set_ylabel(
             f"{name}\n{m.shape[0]}x{m.shape[1]}x{m.shape[2]}",
+            rotation=0,
             ha="right",
             va="center",
             fontsize=8,
-            transform=axes[row, 0].transAxes,
         )
-        for col, c in enumerate(strongest_channels(m, channels).tolist(), start=1):
-            axes[row, col].imshow(m[c].numpy(), cmap="magma", interpolation="nearest")
-            axes[row, col].set_title(f"ch {c}", fontsize=7)
+    fig.suptitle("feature maps: the most active channels of each layer", fontsize=10)
     return fig
-
-
-def _tile(patch: Tensor, size: int) -> Tensor:
-    """A patch scaled (nearest) so its longer side is about ``size`` pixels, at least 1x."""
-    factor = max(1, size // max(patch.shape[1:]))
-    return patch.repeat_interleave(factor, 1).repeat_interleave(factor, 2)
 
 
 def top_k_figure(
@@ -125,18 +146,22 @@ def top_k_figure(
     if channels is None:
         channels = result.values[:, 0].argsort(descending=True)[:8].tolist()
     k = result.values.shape[1]
-    fig = _figure(1.0 * k + 0.8, 1.0 * len(channels) + 0.5)
-    axes = fig.subplots(len(channels), k, squeeze=False)
-    for r, c in enumerate(channels):
+    patches = []
+    for c in channels:
         for j in range(k):
             image = images[int(result.indices[c, j])]
             image = image.float() / 255 if image.dtype == torch.uint8 else image.float()
-            _show(axes[r, j], _tile(crop_window(image, result.windows[c, j]), 48))
-        axes[r, 0].set_title(f"ch {c}", fontsize=8, loc="left")
-    size = result.rf[0].size, result.rf[1].size
+            patches.append(crop_window(image, result.windows[c, j]))
+    size = max(48, max(patches[0].shape[1:]))
+    fig = _figure(0.9 * k + 0.9, 0.9 * len(channels) + 0.6)
+    ax = fig.subplots()
+    _grid_axes(ax, _resize(torch.stack(patches), size), k)
+    ax.set_yticks([2 + (size + 2) * r + size / 2 for r in range(len(channels))])
+    ax.set_yticklabels([f"ch {c}" for c in channels], fontsize=8)
+    ax.tick_params(length=0)
+    rf = result.rf[0].size, result.rf[1].size
     fig.suptitle(
-        title
-        or f"{result.layer}: top {k} patches per channel (receptive field {size[0]}x{size[1]})",
+        title or f"{result.layer}: top {k} patches per channel (receptive field {rf[0]}x{rf[1]})",
         fontsize=10,
     )
     return fig
@@ -161,13 +186,18 @@ def _overlay(ax: Axes, image: Tensor, heat: np.ndarray, extent: tuple | None = N
 
 
 def grad_cam_figure(images: Tensor, cams: Tensor, titles: Sequence[str]) -> Figure:
-    """Each image above its Grad-CAM overlay (heat in jet colours, 0..1)."""
-    n = len(images)
-    fig = _figure(1.8 * n, 3.8)
-    axes = fig.subplots(2, n, squeeze=False)
-    for j in range(n):
-        _show(axes[0, j], images[j], titles[j])
-        _overlay(axes[1, j], images[j], cams[j].numpy())
+    """Each image above its Grad-CAM overlay (jet colours, red = 1), in one composed picture."""
+    n, size = len(images), 64
+    pictures = _resize(images.clamp(0, 1), size)
+    heat = _resize(_coloured(cams.float(), "jet"), size)
+    blended = 0.55 * pictures + 0.45 * heat
+    fig = _figure(1.1 * n + 0.4, 2.6)
+    ax = fig.subplots()
+    _grid_axes(ax, torch.cat([pictures, blended]), n)
+    ax.xaxis.tick_top()
+    ax.set_xticks([2 + (size + 2) * j + size / 2 for j in range(n)])
+    ax.set_xticklabels(titles, fontsize=7, rotation=20, ha="left")
+    ax.tick_params(length=0)
     return fig
 
 
@@ -199,8 +229,3 @@ def heatmaps_figure(
         _overlay(ax, image, heat.numpy(), extent)
         ax.set_title(f"P({name}) max {float(heat.max()):.2f}", fontsize=9)
     return fig
-
-
-def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """(K, h, w) -> (K, H, W) bilinear; a helper for callers that want pixel-aligned maps."""
-    return F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0]

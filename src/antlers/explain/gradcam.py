@@ -24,11 +24,11 @@ from antlers.inspect.trace import eval_mode
 __all__ = ["default_cam_layer", "grad_cam"]
 
 
-def default_cam_layer(model: nn.Module, input_shape: tuple[int, ...]) -> str:
-    """The last layer (in the order layers finish) whose output is a map larger than 1x1.
+def default_cam_layer(model: nn.Module, input_shape: tuple[int, ...], min_side: int = 2) -> str:
+    """The last layer (in the order layers finish) whose output map has sides >= ``min_side``.
 
     E.g. ``pool2`` of ``lecture_cnn``, ``layer4`` of a ResNet: the deepest features that still
-    say where.
+    say where (a larger ``min_side`` trades depth for a sharper map).
     """
     finished: list[tuple[str, tuple[int, ...]]] = []
     handles = [
@@ -46,9 +46,9 @@ def default_cam_layer(model: nn.Module, input_shape: tuple[int, ...]) -> str:
     finally:
         for handle in handles:
             handle.remove()
-    maps = [name for name, shape in finished if len(shape) == 4 and shape[2] * shape[3] > 1]
+    maps = [n for n, shape in finished if len(shape) == 4 and min(shape[2:]) >= min_side]
     if not maps:
-        raise ValueError("no layer gives a (B, C, H, W) map larger than 1x1 for Grad-CAM")
+        raise ValueError(f"no layer gives a (B, C, H, W) map of side >= {min_side} for Grad-CAM")
     return maps[-1]
 
 

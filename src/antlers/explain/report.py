@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Subject", "inspect_model", "load_subject", "slide_image"]
+__all__ = ["Subject", "inspect_model", "load_subject", "slide_image", "test_images"]
 
 TORCHVISION_SIZE = 64  # a torchvision model without a run looks at built-in shapes this size
 TORCHVISION_IMAGES = 256
@@ -66,7 +66,7 @@ def load_subject(source: str | Path) -> Subject:
     return Subject(model, classes, 3, size, "shapes")
 
 
-def _test_images(subject: Subject, limit: int | None) -> tuple[Tensor, Tensor]:
+def test_images(subject: Subject, limit: int | None) -> tuple[Tensor, Tensor]:
     """uint8 (N, C, H, W) test images at the model's size, and their labels."""
     from antlers.data import load_dataset, load_shapes
 
@@ -110,22 +110,28 @@ def inspect_model(
     k: int = 8,
     limit: int | None = None,
     log: Callable[[str], None] = lambda _: None,
+    cam_layer: str | None = None,
 ) -> list[Path]:
-    """Write every picture of what the model learned into ``out``; returns the files."""
+    """Write every picture of what the model learned into ``out``; returns the files.
+
+    layer: the layer of the top-k rows (default: the deepest map larger than 1x1); image: a
+    file for the feature maps (default: the first test image); k: images per channel; limit:
+    search only the first ``limit`` test images; cam_layer: Grad-CAM's layer (its default).
+    """
     from antlers.explain.gradcam import default_cam_layer
 
     subject, out = load_subject(source), Path(out)
     model = subject.model.eval()
     shape = (subject.in_channels, *subject.image_size)
     layer = layer or default_cam_layer(model, shape)
-    images, labels = _test_images(subject, limit)
+    images, labels = test_images(subject, limit)
     log(f"{len(images)} {subject.data} test images, layer {layer}")
     first = images[0].float() / 255
     if image is not None:
         first = read_input(image, subject.in_channels, subject.image_size)
     written = _kernel_files(subject, out)
     written += _maps_and_topk(model, first, images, layer, k, out)
-    written.append(_grad_cam_file(subject, images[:8], labels[:8], out))
+    written.append(_grad_cam_file(subject, images[:8], labels[:8], out, cam_layer))
     if subject.run_dir is not None:
         from antlers.engine.monitor import plot_grad_norms, read_grad_norms
 
@@ -170,13 +176,15 @@ def _maps_and_topk(
     return [maps, save_figure(top_k_figure(result, images), out / f"topk_{safe}.png")]
 
 
-def _grad_cam_file(subject: Subject, images: Tensor, labels: Tensor, out: Path) -> Path:
+def _grad_cam_file(
+    subject: Subject, images: Tensor, labels: Tensor, out: Path, layer: str | None
+) -> Path:
     from antlers.explain.figures import grad_cam_figure
     from antlers.explain.gradcam import grad_cam
     from antlers.viz import save_figure
 
     x = images.float() / 255
-    cams, predicted = grad_cam(subject.model, x)
+    cams, predicted = grad_cam(subject.model, x, layer=layer)
     names = subject.classes
     titles = [f"{names[int(t)]} -> {names[int(p)]}" for t, p in zip(labels, predicted, strict=True)]
     if subject.run_dir is None:  # an untrained torchvision model: its classes mean nothing yet
