@@ -11,12 +11,12 @@ several objects, one heat map per class.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from antlers.tour.page import Chapter, TourContext, figure, paragraph, table
+
+if TYPE_CHECKING:  # torch is imported inside the functions: `import antlers.tour` stays light
+    from torch import Tensor, nn
 
 __all__ = ["explain_chapter"]
 
@@ -36,12 +36,14 @@ def _run_folder(ctx: TourContext) -> Path:
     return run.path
 
 
-def _layers(model: torch.nn.Module, shape: tuple[int, ...]) -> tuple[str, str, str]:
-    """An early layer (the second conv block's output), a deep one, and Grad-CAM's layer."""
+def _layers(model: nn.Module, shape: tuple[int, ...]) -> tuple[str, str, str]:
+    """An early layer (the second convolution), a deep one, and Grad-CAM's layer."""
+    from torch import nn
+
     from antlers.explain import spatial_layers
     from antlers.explain.gradcam import default_cam_layer
 
-    convs = [name for name, m in spatial_layers(model) if isinstance(m, torch.nn.Conv2d)]
+    convs = [name for name, m in spatial_layers(model) if isinstance(m, nn.Conv2d)]
     early = convs[1] if len(convs) > 1 else convs[0]
     return early, default_cam_layer(model, shape), default_cam_layer(model, shape, min_side=6)
 
@@ -84,6 +86,8 @@ def _scene(subject: Any, count: int = 4) -> tuple[Tensor, list[tuple[int, int, i
     Returns the scene (C, 2h + h/2, 3w + w/2)-ish and ``(class, top, left)`` of each object;
     positions are multiples of 8 so that a window of the detector lands on each object.
     """
+    import torch
+
     from antlers.explain.report import test_images
 
     images, labels = test_images(subject, 500)
