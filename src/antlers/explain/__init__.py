@@ -16,19 +16,23 @@ from antlers.explain.feature_maps import feature_maps
 from antlers.explain.gradcam import default_cam_layer, grad_cam
 from antlers.explain.kernels import kernel_grid
 from antlers.explain.layers import capture, layer_rf, spatial_layers
+from antlers.explain.report import inspect_model, slide_image
 from antlers.explain.sliding import FullyConvolutional, fully_convolutional, sliding_window_logits
-from antlers.explain.topk import TopK, top_k_activations
+from antlers.explain.topk import TopK, crop_window, top_k_activations
 
 __all__ = [
     "FullyConvolutional",
     "TopK",
     "capture",
+    "crop_window",
     "default_cam_layer",
     "feature_maps",
     "fully_convolutional",
     "grad_cam",
+    "inspect_model",
     "kernel_grid",
     "layer_rf",
+    "slide_image",
     "sliding_window_logits",
     "spatial_layers",
     "top_k_activations",

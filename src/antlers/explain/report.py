@@ -68,20 +68,25 @@ def load_subject(source: str | Path) -> Subject:
 
 def test_images(subject: Subject, limit: int | None) -> tuple[Tensor, Tensor]:
     """uint8 (N, C, H, W) test images at the model's size, and their labels."""
-    from antlers.data import load_dataset, load_shapes
+    from antlers.data import DatasetNotFoundError, load_dataset, load_shapes
 
     if subject.run_dir is None and subject.data == "shapes":
         shapes = load_shapes(
             "test", image_size=subject.image_size[0], n=limit or TORCHVISION_IMAGES
         )
         return shapes.images, shapes.labels
-    data = load_dataset(
-        subject.data,
-        "test",
-        data_dir=subject.data_dir,
-        image_size=subject.image_size[0],
-        download=False,
-    )
+    try:
+        data = load_dataset(
+            subject.data,
+            "test",
+            data_dir=subject.data_dir,
+            image_size=subject.image_size[0],
+            download=False,
+        )
+    except DatasetNotFoundError as error:
+        raise ValueError(
+            f"the run's test images are needed for top-k and Grad-CAM: {error}"
+        ) from None
     n = len(data.labels) if limit is None else min(limit, len(data.labels))
     return data.images[:n], data.labels[:n]
 
