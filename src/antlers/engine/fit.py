@@ -3,10 +3,11 @@
 Recipe per step: (1) seed the global RNG from (seed, step) so dropout is reproducible after a
 resume; (2) set the learning rate from the schedule at the current progress; (3) forward under
 autocast (CUDA only) and the task's loss; (4) stop on a non-finite loss, naming the step and
-the last good checkpoint; (5) backward, optional gradient clipping, optimizer step, EMA update;
-(6) every epoch: evaluate (the EMA model when there is one), reduce metrics across processes,
-write metrics.csv, curves.png and checkpoints (rank 0). SIGINT/SIGTERM finish the current step,
-save, and stop.
+the last good checkpoint; (5) backward, optional gradient clipping, at ~8 sampled steps per
+epoch the per-layer gradient norms (engine/monitor.py), optimizer step, EMA update; (6) every
+epoch: evaluate (the EMA model when there is one), reduce metrics across processes, write
+metrics.csv, curves.png, checkpoints, the first conv's kernels and the gradient log (rank 0).
+SIGINT/SIGTERM finish the current step, save, and stop.
 """
 
 from __future__ import annotations

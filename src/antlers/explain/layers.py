@@ -91,7 +91,7 @@ def layer_rf(model: nn.Module, name: str, input_shape: Sequence[int]) -> RF:
         raise _StopForwardError
 
     handle = layer.register_forward_hook(grab)  # after the tracer's own hook on this layer
-    x = torch.zeros(1, *input_shape)
+    x = torch.zeros(1, *input_shape, device=_device(model))
     tracer.remember(x, input_rf(x))
     try:
         with torch.no_grad(), eval_mode(model):
@@ -105,3 +105,8 @@ def layer_rf(model: nn.Module, name: str, input_shape: Sequence[int]) -> RF:
     if rf is None or len(rf) != 2:
         raise ValueError(f"layer {name!r}: its receptive field is unknown (not a 2-D feature map)")
     return rf
+
+
+def _device(model: nn.Module) -> torch.device:
+    """Where the model's parameters live (CPU for a model without any)."""
+    return next(model.parameters(), torch.zeros(0)).device

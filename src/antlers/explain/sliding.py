@@ -139,7 +139,7 @@ def fully_convolutional(
     size = _window(model, backbone, pool, linears[0].in_features, window)
     body = nn.Sequential(*backbone)
     with torch.no_grad(), eval_mode(body):
-        features = body(torch.zeros(1, in_channels, *size))
+        features = body(torch.zeros(1, in_channels, *size, device=_device(model)))
     layers = list(backbone)
     if pool is not None:
         layers.append(_fixed_pool(pool, tuple(features.shape[2:])))
@@ -325,7 +325,7 @@ def _is_exact(layers: list[nn.Module]) -> bool:
 def _stride(net: FullyConvolutional, in_channels: int) -> tuple[int, int]:
     """The jump of the output's receptive field: pixels between neighbouring windows."""
     tracer = Tracer(net)
-    x = torch.zeros(1, in_channels, *net.window)
+    x = torch.zeros(1, in_channels, *net.window, device=_device(net))
     tracer.remember(x, input_rf(x))
     try:
         with torch.no_grad(), eval_mode(net):
@@ -358,3 +358,8 @@ def sliding_window_logits(
                 crop = image[None, :, y : y + window[0], x : x + window[1]]
                 out.append(model(crop)[0])
     return torch.stack(out, dim=1).view(-1, rows, cols)
+
+
+def _device(model: nn.Module) -> torch.device:
+    """Where the model's parameters live (CPU for a model without any)."""
+    return next(model.parameters(), torch.zeros(0)).device
