@@ -57,7 +57,8 @@ def kernels_figure(weight: Tensor, title: str) -> Figure:
     """The first layer's kernels (Cout, Cin, K, K) as a grid of normalised tiles."""
     grid = kernel_grid(weight, scale=max(1, 24 // weight.shape[-1]))
     aspect = grid.shape[1] / grid.shape[2]
-    fig = _figure(8, 8 * aspect + 0.5)
+    width = min(8.0, max(3.0, grid.shape[2] / 40))  # a few small kernels: a small picture
+    fig = _figure(width, width * aspect + 0.5)
     _show(fig.subplots(), grid, title)
     return fig
 
