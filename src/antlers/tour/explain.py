@@ -102,7 +102,7 @@ def _scene(subject: Any, count: int = 4) -> tuple[Tensor, list[tuple[int, int, i
     step_y, step_x = -(-h // 8) * 8, -(-w // 8) * 8  # a multiple of 8 at least one image
     spots = [(0, 0), (step_y + 8, step_x - 8), (0, 2 * step_x + 8), (step_y + 8, 3 * step_x)]
     canvas = torch.zeros(subject.in_channels, 2 * step_y + 8, 4 * step_x)
-    if subject.data != "fashion-mnist":  # textured shapes: a mid-grey stage
+    if subject.data not in ("fashion-mnist", "mnist"):  # not black backgrounds: mid-grey
         canvas += 0.5
     placed = []
     for (label, index), (top, left) in zip(picks.items(), spots, strict=False):
