@@ -168,7 +168,9 @@ def top_k_figure(
     return fig
 
 
-def _overlay(ax: Axes, image: Tensor, heat: np.ndarray, extent: tuple | None = None) -> None:
+def _overlay(
+    ax: Axes, image: Tensor, heat: np.ndarray, extent: tuple | None = None, vmax: float = 1.0
+) -> None:
     array = _hwc(image)
     h, w = array.shape[:2]
     ax.imshow(array, cmap="gray" if array.ndim == 2 else None, vmin=0, vmax=1, extent=(0, w, h, 0))
@@ -177,7 +179,7 @@ def _overlay(ax: Axes, image: Tensor, heat: np.ndarray, extent: tuple | None = N
         cmap="jet",
         alpha=0.45,
         vmin=0,
-        vmax=1,
+        vmax=vmax,
         extent=extent or (0, w, h, 0),
         interpolation="bilinear",
     )
@@ -209,7 +211,10 @@ def heatmaps_figure(
     window: tuple[int, int],
     stride: tuple[int, int],
 ) -> Figure:
-    """The image, then one panel per class: P(class) of every window, drawn at window centres."""
+    """The image, then one panel per class: P(class) of every window, drawn at window centres.
+
+    One colour scale for all classes, from 0 to the highest probability anywhere (red).
+    """
     k, rows, cols = probabilities.shape
     top = (window[0] - stride[0]) / 2
     left = (window[1] - stride[1]) / 2
@@ -227,6 +232,6 @@ def heatmaps_figure(
         f"image {image.shape[1]}x{image.shape[2]}, window {window[0]}x{window[1]} / {stride[0]}",
     )
     for ax, name, heat in zip(axes[1:], classes, probabilities, strict=False):
-        _overlay(ax, image, heat.numpy(), extent)
+        _overlay(ax, image, heat.numpy(), extent, vmax=float(probabilities.max()))
         ax.set_title(f"P({name}) max {float(heat.max()):.2f}", fontsize=9)
     return fig

@@ -171,7 +171,9 @@ def _body(subject: Any, early: str, deep: str, files: list[Path], moose: dict) -
             f"layer becomes a convolution with the same weights, so one pass gives the class "
             f"probabilities of every {h}x{w} window at a stride of {sy}x{sx} pixels "
             f"({moose['positions'][0]}x{moose['positions'][1]} windows). The tests prove it "
-            f"equal to the explicit sliding window for networks without padding."
+            f"equal to the explicit sliding window for networks without padding. A classifier has "
+            f"no 'nothing' class: empty windows get a class too, which is why a detector adds "
+            f"one."
         ),
         table(found),
         figure(link + "heatmaps.png", "Per-class probability of every window over the scene."),
