@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/conv.py
 	$(BIN)/python benchmarks/classify.py
 	$(BIN)/python benchmarks/segment.py
+	$(BIN)/python benchmarks/topk.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis

@@ -91,6 +91,17 @@ def test_unknown_chapter_lists_the_known_ones(tmp_path: Path) -> None:
         run_tour(tmp_path, chapters=[42])
 
 
+def test_what_cnns_learn_chapter(quick_tour: tuple[Path, str]) -> None:
+    out, log = quick_tour
+    page = (out / "index.html").read_text()
+    assert '<section id="ch5">' in page
+    assert "no chapter 4 run" not in log  # it looked into chapter 4's classifier
+    for name in ("kernels", "kernel_evolution", "feature_maps", "gradcam", "heatmaps"):
+        assert f'<img src="explain/{name}.png"' in page, name
+    assert len(re.findall(r'<img src="explain/topk_[^"]+\.png"', page)) == 2  # early, deep
+    found = re.search(r"moose detector found (\d) of (\d) objects", log)
+    assert found, "chapter 5 summary missing"
+    assert int(found.group(2)) == 4  # four objects of different classes in the scene
 def test_segmentation_chapter_labels_pixels(quick_tour: tuple[Path, str]) -> None:
     out, log = quick_tour
     page = (out / "index.html").read_text()

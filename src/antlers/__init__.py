@@ -1,8 +1,9 @@
 """antlers: the convolutional-network lecture, runnable.
 
 The public API. ``import antlers`` imports NumPy but never torch: the torch-backed names
-(``summary``, ``equivariance``, ``lecture_cnn``, ``alexnet``, ``run_tour``, ``train``, ``Run``)
-load their module on first use.
+(``summary``, ``equivariance``, ``lecture_cnn``, ``alexnet``, ``run_tour``, ``train``, ``Run``,
+and from ``antlers.explain``: ``feature_maps``, ``fully_convolutional``, ``grad_cam``,
+``top_k_activations``) load their module on first use.
 
 >>> import antlers
 >>> float(antlers.conv2d(antlers.lecture_image(), antlers.get_kernel("vertical_line"))[1, 2])
@@ -33,9 +34,13 @@ _LAZY = {
     "Run": "antlers.run",
     "alexnet": "antlers.nets",
     "equivariance": "antlers.inspect",
+    "feature_maps": "antlers.explain",
+    "fully_convolutional": "antlers.explain",
+    "grad_cam": "antlers.explain",
     "lecture_cnn": "antlers.nets",
     "run_tour": "antlers.tour",
     "summary": "antlers.inspect",
+    "top_k_activations": "antlers.explain",
     "train": "antlers.run",
 }
 
@@ -48,7 +53,10 @@ __all__ = [
     "conv2d_naive",
     "conv_params",
     "equivariance",
+    "feature_maps",
+    "fully_convolutional",
     "get_kernel",
+    "grad_cam",
     "lecture_cnn",
     "lecture_image",
     "linear_params",
@@ -56,6 +64,7 @@ __all__ = [
     "receptive_fields",
     "run_tour",
     "summary",
+    "top_k_activations",
     "train",
 ]
 

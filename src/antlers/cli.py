@@ -134,6 +134,54 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         print(item["text"])
 
 
+def _cmd_inspect(args: argparse.Namespace) -> None:
+    from antlers.explain.report import inspect_model
+
+    out = Path(args.out or f"runs/inspect/{Path(args.run).name}")
+    paths = inspect_model(
+        args.run, out, layer=args.layer, image=args.image, k=args.k, limit=args.limit, log=print
+    )
+    for path in paths:
+        print(f"wrote {path}")
+
+
+def _cmd_slide(args: argparse.Namespace) -> None:
+    from antlers.explain.report import slide_image
+
+    out = Path(args.out or f"runs/slide/{Path(args.image).stem}")
+    paths, summary = slide_image(args.run, args.image, out)
+    (h, w), (sh, sw), (rows, cols) = summary["window"], summary["stride"], summary["positions"]
+    exact = "equal to" if summary["exact"] else "the same weights as (padding differs from)"
+    print(
+        f"window {h}x{w}, stride {sh}x{sw}: {rows}x{cols} positions, {exact} the "
+        f"classifier on each crop"
+    )
+    for name, best in summary["best"].items():
+        box = ", ".join(f"{v:.0f}" for v in best["box"])
+        print(f"  {name}: max {best['probability']:.3f} at window ({box})")
+    for path in paths:
+        print(f"wrote {path}")
+
+
+def _add_explain_parsers(sub: argparse._SubParsersAction) -> None:
+    insp = sub.add_parser(
+        "inspect", help="what a model learned: kernels, feature maps, top-k images, Grad-CAM"
+    )
+    insp.add_argument("run", help="run folder, .safetensors file, or a torchvision model name")
+    insp.add_argument("--layer", help="layer for the top-k images (default: the deepest map)")
+    insp.add_argument("--image", help="image file for the feature maps (default: a test image)")
+    insp.add_argument("--out", help="output folder (default runs/inspect/NAME)")
+    insp.add_argument("--k", type=int, default=8, help="top images per channel (default 8)")
+    insp.add_argument("--limit", type=int, help="search only the first N test images")
+    insp.set_defaults(handler=_cmd_inspect)
+
+    slide = sub.add_parser("slide", help="the moose detector: slide a classifier over an image")
+    slide.add_argument("run", help="run folder or .safetensors file")
+    slide.add_argument("image", help="an image file larger than the classifier's input")
+    slide.add_argument("--out", help="output folder (default runs/slide/IMAGE)")
+    slide.set_defaults(handler=_cmd_slide)
+
+
 def _add_train_parsers(sub: argparse._SubParsersAction) -> None:
     from antlers.config import add_config_flags
     from antlers.tasks import TASK_NAMES
@@ -196,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tour.set_defaults(handler=_cmd_tour)
     _add_train_parsers(sub)
+    _add_explain_parsers(sub)
     return parser
 
 

@@ -3,10 +3,11 @@
 Recipe per step: (1) seed the global RNG from (seed, step) so dropout is reproducible after a
 resume; (2) set the learning rate from the schedule at the current progress; (3) forward under
 autocast (CUDA only) and the task's loss; (4) stop on a non-finite loss, naming the step and
-the last good checkpoint; (5) backward, optional gradient clipping, optimizer step, EMA update;
-(6) every epoch: evaluate (the EMA model when there is one), reduce metrics across processes,
-write metrics.csv, curves.png and checkpoints (rank 0). SIGINT/SIGTERM finish the current step,
-save, and stop.
+the last good checkpoint; (5) backward, optional gradient clipping, at ~8 sampled steps per
+epoch the per-layer gradient norms (engine/monitor.py), optimizer step, EMA update; (6) every
+epoch: evaluate (the EMA model when there is one), reduce metrics across processes, write
+metrics.csv, curves.png, checkpoints, the first conv's kernels and the gradient log (rank 0).
+SIGINT/SIGTERM finish the current step, save, and stop.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from torch import nn
 from antlers.config import TrainConfig
 from antlers.engine import dist
 from antlers.engine.checkpoint import load_matching, load_state, save_state, save_weights
+from antlers.engine.monitor import (
+    grad_norm_row,
+    grad_sample_every,
+    save_kernels,
+    write_grad_norms,
+)
 from antlers.engine.progress import Progress
 from antlers.engine.runfolder import new_run_dir, write_curves, write_metrics_csv
 from antlers.engine.schedule import learning_rate
@@ -63,6 +70,7 @@ class _Loop:
     best: float | None = None
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    grad_norms: list[dict[str, Any]] = field(default_factory=list)  # sampled steps' rows
 
 
 def fit(
@@ -119,6 +127,8 @@ def _fit(
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / "config.json", config.to_json())
+        if resume is None:
+            save_kernels(model, run_dir, epoch=0)  # the random start of the kernels' evolution
     dist.barrier(info)
     net = model
     if info.enabled:
@@ -139,6 +149,7 @@ def _fit(
     with StopFlag() as stop:
         stopped_by = trainer.train(stop)
     if info.is_main and stopped_by not in ("signal", "max_steps"):
+        write_grad_norms(loop.grad_norms, run_dir, plot=True)
         task.report(run_dir, trainer.eval_model, data)
     return FitResult(run_dir, loop.history, stopped_by, trainer.eval_model)
 
@@ -160,6 +171,7 @@ class _Trainer:
     device: torch.device
     info: dist.DistInfo
     log: Any
+    grad_every: int = 1  # record the per-layer gradient norms every this many steps
 
     @property
     def eval_model(self) -> nn.Module:
@@ -171,6 +183,7 @@ class _Trainer:
         config, loop = self.config, self.loop
         epochs = config.epochs or (EPOCHS_WITH_TIME_BUDGET if config.time else 10)
         per_epoch = self.data.train.batches_per_epoch()
+        self.grad_every = grad_sample_every(per_epoch)
         while loop.epoch < epochs:
             self.net.train()
             bar = Progress(
@@ -216,12 +229,21 @@ class _Trainer:
         if config.clip_grad:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad)
+        if loop.step % self.grad_every == 0 and self.info.is_main:
+            self.record_grad_norms()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         loop.step, loop.batch = loop.step + 1, loop.batch + 1
         return loss.item()
+
+    def record_grad_norms(self) -> None:
+        """Append the per-layer gradient norms of this step (true gradients, loss scale undone)."""
+        scaled = self.scaler.is_enabled() and not self.config.clip_grad  # clipping unscaled them
+        scale = self.scaler.get_scale() if scaled else 1.0
+        loop = self.loop
+        loop.grad_norms.append(grad_norm_row(self.model, loop.step, loop.epoch + 1, scale))
 
     def _to_device(self, t: Any) -> Any:
         if isinstance(t, list | tuple):  # per-image tensors of different lengths (boxes)
@@ -290,6 +312,8 @@ class _Trainer:
             return
         meta = {**self.data.meta, "epoch": loop.epoch, "config": self.config.to_json()}
         save_weights(self.eval_model, run_dir / "weights" / "last.safetensors", meta)
+        save_kernels(self.eval_model, run_dir, loop.epoch)
+        write_grad_norms(loop.grad_norms, run_dir)
         if best:
             save_weights(self.eval_model, run_dir / "weights" / "best.safetensors", meta)
         write_metrics_csv(loop.history, run_dir / "metrics.csv")

@@ -6,6 +6,8 @@ curves.png                 loss and metrics against epochs
 weights/best.safetensors   the best evaluated weights (EMA weights when EMA is on)
 weights/last.safetensors   the last evaluated weights
 state/last.pt              everything else needed to resume exactly
+kernels/epoch_NNN.safetensors  the first convolution's kernels at the start and after each epoch
+grad_norms.csv, .png       per-layer gradient norms at sampled steps (engine/monitor.py)
 report.html                links to all of it (written by the task at the end)
 """
 

@@ -19,6 +19,7 @@ from antlers.tour.backprop import backprop_chapter
 from antlers.tour.classify import classify_chapter
 from antlers.tour.cnn import cnn_chapter
 from antlers.tour.convolution import convolution_chapter
+from antlers.tour.explain import explain_chapter
 from antlers.tour.page import Chapter, TourContext, page
 from antlers.tour.segment import segment_chapter
 
@@ -29,6 +30,7 @@ CHAPTERS: dict[int, Callable[[TourContext], Chapter]] = {
     2: cnn_chapter,
     3: backprop_chapter,
     4: classify_chapter,
+    5: explain_chapter,
     6: segment_chapter,
 }
 
