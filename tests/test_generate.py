@@ -210,7 +210,9 @@ def test_overfit_one_image():
 def test_frechet_distance_matches_scipy_sqrtm():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(300, 5, generator=g, dtype=torch.float64)
-    b = torch.randn(200, 5, generator=g, dtype=torch.float64) @ torch.rand(5, 5, generator=g)
+    b = torch.randn(200, 5, generator=g, dtype=torch.float64) @ torch.rand(
+        5, 5, generator=g, dtype=torch.float64
+    )
     b = b + 0.5
     mu1, mu2 = a.mean(0).numpy(), b.mean(0).numpy()
     s1, s2 = np.cov(a.numpy().T), np.cov(b.numpy().T)

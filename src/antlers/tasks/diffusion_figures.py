@@ -92,7 +92,7 @@ def write_report_figures(run_dir: Path, model: nn.Module, meta: dict[str, Any]) 
     model.eval()
     unet = getattr(model, "module", model)
     classes, size = meta["classes"], meta["image_size"][0]
-    per_class = 8 if len(classes) <= 10 else 4
+    per_class = 6 if len(classes) <= 10 else 3
     labels = torch.arange(len(classes)).repeat_interleave(per_class)
     shape = (len(labels), meta["in_channels"], size, size)
     device = next(model.parameters()).device
