@@ -27,6 +27,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/conv.py
 	$(BIN)/python benchmarks/classify.py
+	$(BIN)/python benchmarks/generate.py    # needs diffusers (pip install -e '.[bench]'); ~75 min
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis

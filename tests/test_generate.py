@@ -222,3 +222,29 @@ def test_frechet_distance_matches_scipy_sqrtm():
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ValueError, match="features"):
         frechet_distance(a, b[:, :3])
+
+
+def test_frechet_distance_matches_torchmetrics_fid_with_a_custom_feature_module():
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    class Features(torch.nn.Module):
+        num_features = 6
+
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.linear = torch.nn.Linear(16, 6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x.float().flatten(1))
+
+    g = torch.Generator().manual_seed(1)
+    real, fake = torch.rand(80, 1, 4, 4, generator=g), torch.rand(60, 1, 4, 4, generator=g) ** 2
+    features = Features()
+    fid = FrechetInceptionDistance(feature=features, normalize=True)  # offline: no Inception
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    with torch.no_grad():
+        ours = frechet_distance(features(fake), features(real))
+    assert ours == pytest.approx(float(fid.compute()), rel=1e-3)
+    assert ours > 0.01

@@ -143,6 +143,8 @@ def sample(
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
+    if labels is not None and labels.shape != (shape[0],):
+        raise ValueError(f"labels must have shape ({shape[0]},), got {tuple(labels.shape)}")
     T = schedule.timesteps
     times = list(range(T - 1, -1, -1)) if sampler == "ddpm" else sampling_timesteps(T, steps or 50)
     g = torch.Generator().manual_seed(seed)

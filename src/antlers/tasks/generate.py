@@ -206,10 +206,10 @@ class GenerateTask:
         """(n,) labels: all ``label`` (a class name or index), or each class in turn if None."""
         if label is None:
             return torch.arange(n) % len(classes)
-        if isinstance(label, str) and not label.lstrip("-").isdigit():
-            if label not in classes:
-                raise ValueError(f"unknown class {label!r}; classes: {', '.join(classes)}")
+        if isinstance(label, str) and label in classes:  # a name first, then an index
             label = classes.index(label)
+        elif isinstance(label, str) and not label.isdigit():
+            raise ValueError(f"unknown class {label!r}; classes: {', '.join(classes)}")
         if not 0 <= int(label) < len(classes):
             raise ValueError(f"class index {label} out of range [0, {len(classes)})")
         return torch.full((n,), int(label), dtype=torch.long)
