@@ -10,8 +10,7 @@ class-conditioned U-Net trained on scikit-learn's 8x8 digits for the chapter's s
 from __future__ import annotations
 
 import shutil
-
-import torch
+from typing import Any
 
 from antlers.tour.page import Chapter, TourContext, figure, paragraph
 
@@ -20,8 +19,9 @@ __all__ = ["generate_chapter"]
 NOISING_STEPS = (0, 50, 100, 200, 300, 500, 700, 999)
 
 
-def _one_image() -> tuple[torch.Tensor, str]:
-    """A Fashion-MNIST test image if its files are here (never downloaded), else a shape."""
+def _one_image() -> tuple[Any, str]:
+    """A Fashion-MNIST test image (1, C, H, W) in [0, 1] if its files are here (never
+    downloaded), else a shape."""
     from antlers.data import DatasetNotFoundError, load_dataset, load_shapes
 
     try:
@@ -33,6 +33,8 @@ def _one_image() -> tuple[torch.Tensor, str]:
 
 def _noising_figure(ctx: TourContext) -> str:
     """ch8_noising.png: rows linear and cosine, columns x_t at NOISING_STEPS; ch8_schedule.png."""
+    import torch  # lazily: `antlers --help` lists the chapters without importing torch
+
     from antlers.tasks.diffusion_figures import grid_image, save_png, schedule_figure
     from antlers.tasks.diffusion_schedule import NoiseSchedule, q_sample
     from antlers.viz import save_figure
