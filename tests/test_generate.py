@@ -185,9 +185,9 @@ def test_overfit_one_image():
     image = torch.zeros(1, 1, 8, 8)
     image[..., 2:6, 3:5] = 1.0
     g = torch.Generator().manual_seed(0)
-    fixed_t = torch.randint(0, 1000, (64,), generator=g)
-    fixed_noise = torch.randn((64, 1, 8, 8), generator=g)
-    images, labels = image.expand(64, -1, -1, -1), torch.zeros(64, dtype=torch.long)
+    fixed_t = torch.randint(0, 1000, (32,), generator=g)
+    fixed_noise = torch.randn((32, 1, 8, 8), generator=g)
+    images, labels = image.expand(32, -1, -1, -1), torch.zeros(32, dtype=torch.long)
 
     def fixed_loss() -> float:
         with torch.no_grad():
@@ -195,7 +195,7 @@ def test_overfit_one_image():
 
     before = fixed_loss()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
+    for _ in range(100):
         loss = task.loss(model, {"image": images, "label": labels})["loss"]
         optimizer.zero_grad()
         loss.backward()
