@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/classify.py
 	$(BIN)/python benchmarks/segment.py
 	$(BIN)/python benchmarks/topk.py
+	$(BIN)/python benchmarks/generate.py    # needs diffusers (pip install -e '.[bench]'); ~75 min
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis

@@ -102,6 +102,8 @@ def test_what_cnns_learn_chapter(quick_tour: tuple[Path, str]) -> None:
     found = re.search(r"moose detector found (\d) of (\d) objects", log)
     assert found, "chapter 5 summary missing"
     assert int(found.group(2)) == 4  # four objects of different classes in the scene
+
+
 def test_segmentation_chapter_labels_pixels(quick_tour: tuple[Path, str]) -> None:
     out, log = quick_tour
     page = (out / "index.html").read_text()
@@ -113,3 +115,15 @@ def test_segmentation_chapter_labels_pixels(quick_tour: tuple[Path, str]) -> Non
     assert float(found.group(1)) > 0.1  # above a constant guess (about 0.04) after 5 s
     ious = re.findall(r"<tr><td>(road|building|vehicle)</td><td>(0\.\d{3}|1\.000)</td></tr>", page)
     assert len(ious) == 3, "per-class IoU table missing"
+
+
+def test_diffusion_chapter_noises_trains_and_samples(quick_tour: tuple[Path, str]) -> None:
+    out, log = quick_tour
+    page = (out / "index.html").read_text()
+    assert '<section id="ch8">' in page
+    assert "A SHORT RUN: 5 s of CPU training" in page
+    for src in ("ch8_noising.png", "ch8_schedule.png", "generate/ch8_run/samples.png"):
+        assert f'<img src="{src}"' in page
+    with Image.open(out / "ch8_noising.png") as strip:  # 2 schedules x 8 timesteps
+        assert strip.width > 3 * strip.height
+    assert re.search(r"Diffusion: digits 8x8, \d+ steps in 5 s, val noise loss 0\.\d+", log)

@@ -87,6 +87,34 @@ class Run:
         images. Classification: class indices (B,) and probabilities (B, K)."""
         return self.task.run_predict(self, images)
 
+    def sample(
+        self,
+        n: int = 64,
+        *,
+        sampler: str = "ddim",
+        steps: int = 50,
+        eta: float = 0.0,
+        label: str | int | None = None,
+        guidance: float = 3.0,
+        seed: int = 0,
+    ) -> Tensor:
+        """Generate ``n`` images (n, C, H, W) in [0, 1] with a ``generate`` run: DDPM (all T
+        steps) or DDIM (``steps``, ``eta``); ``label`` (a class name or index) conditions every
+        sample on that class with classifier-free ``guidance``; None cycles through the classes.
+        The same ``seed`` gives the same images. ValueError for runs of other tasks."""
+        return self.sample_with_trajectory(
+            n, sampler=sampler, steps=steps, eta=eta, label=label, guidance=guidance, seed=seed
+        ).images
+
+    def sample_with_trajectory(self, n: int = 64, **options: Any) -> Any:
+        """Like ``sample``, but the whole ``diffusion_sampling.Sample`` (images, trajectory)."""
+        if self.meta["task"] != "generate":
+            raise ValueError(
+                f"{self.weights_path}: Run.sample needs a 'generate' run, this is a "
+                f"{self.meta['task']!r} run"
+            )
+        return self.task.run_sample(self, n, **options)
+
     def to_batch(self, images: Tensor | Sequence[Any]) -> Tensor:
         c, (h, w) = self.meta["in_channels"], self.meta["image_size"]
         if isinstance(images, Tensor):

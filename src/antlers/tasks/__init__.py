@@ -29,6 +29,7 @@ __all__ = ["TASKS", "TASK_NAMES", "default_config", "get_task"]
 TASKS: dict[str, tuple[str, str]] = {
     "classify": ("antlers.tasks.classify", "ClassifyTask"),
     "segment": ("antlers.tasks.segment", "SegmentTask"),
+    "generate": ("antlers.tasks.generate", "GenerateTask"),
 }
 TASK_NAMES = tuple(TASKS)
 

@@ -20,6 +20,7 @@ from antlers.tour.classify import classify_chapter
 from antlers.tour.cnn import cnn_chapter
 from antlers.tour.convolution import convolution_chapter
 from antlers.tour.explain import explain_chapter
+from antlers.tour.generate import generate_chapter
 from antlers.tour.page import Chapter, TourContext, page
 from antlers.tour.segment import segment_chapter
 
@@ -32,6 +33,7 @@ CHAPTERS: dict[int, Callable[[TourContext], Chapter]] = {
     4: classify_chapter,
     5: explain_chapter,
     6: segment_chapter,
+    8: generate_chapter,
 }
 
 

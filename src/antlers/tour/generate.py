@@ -1,0 +1,105 @@
+"""Tour chapter 8: diffusion — add noise to images, learn to undo it, generate from pure noise.
+
+(1) One image noised step by step by the closed-form forward process, under the linear (DDPM)
+and cosine (Improved DDPM) schedules, and the schedules' signal and noise levels; (2) a small
+class-conditioned U-Net trained on scikit-learn's 8x8 digits for the chapter's short budget
+(clearly a short run: a real one is ``antlers train generate --data fashion-mnist --time 1200``);
+(3) its denoising trajectory from pure noise and a class-conditional grid with guidance.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from antlers.tour.page import Chapter, TourContext, figure, paragraph
+
+__all__ = ["generate_chapter"]
+
+NOISING_STEPS = (0, 50, 100, 200, 300, 500, 700, 999)
+
+
+def _one_image() -> tuple[Any, str]:
+    """A Fashion-MNIST test image (1, C, H, W) in [0, 1] if its files are here (never
+    downloaded), else a shape."""
+    from antlers.data import DatasetNotFoundError, load_dataset, load_shapes
+
+    try:
+        data = load_dataset("fashion-mnist", "test", download=False)
+    except DatasetNotFoundError:
+        data = load_shapes("test", n=1)
+    return data.images[:1].float() / 255, data.name
+
+
+def _noising_figure(ctx: TourContext) -> str:
+    """ch8_noising.png: rows linear and cosine, columns x_t at NOISING_STEPS; ch8_schedule.png."""
+    import torch  # lazily: `antlers --help` lists the chapters without importing torch
+
+    from antlers.tasks.diffusion_figures import grid_image, save_png, schedule_figure
+    from antlers.tasks.diffusion_schedule import NoiseSchedule, q_sample
+    from antlers.viz import save_figure
+
+    image, name = _one_image()
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(0))
+    schedules = {n: NoiseSchedule.make(n, 1000) for n in ("linear", "cosine")}
+    rows = []
+    for schedule in schedules.values():
+        for t in NOISING_STEPS:
+            x_t = q_sample(schedule, image * 2 - 1, torch.tensor([t]), noise)
+            rows.append(((x_t + 1) / 2).clamp(0, 1))
+    save_png(
+        grid_image(torch.cat(rows), nrow=len(NOISING_STEPS), upscale=3), ctx.out / "ch8_noising.png"
+    )
+    save_figure(schedule_figure(schedules), ctx.out / "ch8_schedule.png")
+    return name
+
+
+def generate_chapter(ctx: TourContext) -> Chapter:
+    from antlers.run import train
+
+    name = _noising_figure(ctx)
+    seconds = 5 if ctx.quick else 45
+    ctx.log(f"      training a class-conditioned U-Net on 8x8 digits for {seconds} s")
+    folder = ctx.out / "generate" / "ch8_run"
+    shutil.rmtree(folder, ignore_errors=True)
+    run = train(
+        "generate", data="digits", model="unet_tiny", time=seconds, out=str(ctx.out),
+        name="ch8_run",
+    )  # fmt: skip
+    last = run.metrics[-1]
+    steps = ", ".join(str(t) for t in NOISING_STEPS)
+    body = "\n".join(
+        [
+            paragraph(
+                "A diffusion model (Ho, Jain, Abbeel 2020) adds noise to good images and trains "
+                "a U-Net to undo it. The forward process has a closed form: x_t = sqrt(ᾱ_t) x_0 "
+                "+ sqrt(1 − ᾱ_t) ε with ε ~ N(0, I), so any step is one line of code."
+            ),
+            figure(
+                "ch8_noising.png",
+                f"A {name} image at t = {steps}: linear schedule (top), cosine (bottom).",
+            ),
+            figure("ch8_schedule.png", "Signal and noise level over t for both schedules."),
+            paragraph(
+                "The network sees x_t, the timestep t (a sinusoidal embedding) and the class "
+                "(a learned embedding; 10% of the time a 'null' class), and predicts ε with a "
+                "per-pixel mean squared error. At test time it starts from pure noise and is "
+                "applied again and again (here DDIM, 50 steps). Classifier-free guidance, "
+                "ε_null + 3 (ε_class − ε_null), answers the lecture's question 'how to input a "
+                "caption?' with a class label."
+            ),
+            paragraph(
+                f"A SHORT RUN: {seconds} s of CPU training ({int(last['step'])} steps) on "
+                f"scikit-learn's 8x8 digits, validation noise loss {last['val_loss']:.3f}. "
+                f"Fashion-MNIST needs minutes to hours: antlers train generate --data "
+                f"fashion-mnist --time 1200, then antlers sample RUN --class Sneaker."
+            ),
+            figure("generate/ch8_run/trajectory.png", "From pure noise x_T (left) to x_0."),
+            figure("generate/ch8_run/samples.png", "One row per class (0-9), guidance 3."),
+        ]
+    )
+    summary = (
+        f"digits 8x8, {int(last['step'])} steps in {seconds} s, val noise loss "
+        f"{last['val_loss']:.3f}"
+    )
+    return Chapter(8, "Diffusion", body, summary)
