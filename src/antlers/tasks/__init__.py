@@ -28,6 +28,7 @@ __all__ = ["TASKS", "TASK_NAMES", "default_config", "get_task"]
 # task name -> (module, class); the module is imported only when the task is used.
 TASKS: dict[str, tuple[str, str]] = {
     "classify": ("antlers.tasks.classify", "ClassifyTask"),
+    "detect": ("antlers.tasks.detect", "DetectTask"),
 }
 TASK_NAMES = tuple(TASKS)
 

@@ -30,7 +30,7 @@ class DetectorConfig:
     """Everything that shapes the detector; saved in the weights' metadata."""
 
     num_classes: int
-    widths: tuple[int, ...] = (32, 64, 128)  # channels of the three stride-2 stages
+    widths: tuple[int, ...] = (24, 48, 96)  # channels of the three stride-2 stages
     anchor_sizes: tuple[float, ...] = (16.0, 32.0, 64.0)
     anchor_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # height / width
     roi_size: int = 7
@@ -137,9 +137,10 @@ class TwoStageDetector(nn.Module):
         class_logits, box_deltas = self.roi_head(features, rois)
         result = []
         for p, cl, dl in zip(
-            proposals, class_logits.split([len(r) for r in rois]), box_deltas.split(
-                [len(r) for r in rois]
-            ), strict=True
+            proposals,
+            class_logits.split([len(r) for r in rois]),
+            box_deltas.split([len(r) for r in rois]),
+            strict=True,
         ):
             classified = self.roi_head.classify(cl, dl, p.boxes, size)
             result.append(Stages(p, classified, self.roi_head.suppress(classified)))

@@ -42,7 +42,7 @@ class RegionProposalNetwork(nn.Module):
         stride: int,
         sizes: tuple[float, ...],
         ratios: tuple[float, ...],
-        pre_nms: tuple[int, int] = (600, 300),  # (training, inference)
+        pre_nms: tuple[int, int] = (300, 300),  # (training, inference)
         post_nms: tuple[int, int] = (128, 64),
         nms: float = 0.7,
         batch_per_image: int = 128,
