@@ -29,13 +29,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from common import cpu_model, record_section
-
 from antlers.data.object_scenes import load_scenes
 from antlers.engine.schedule import learning_rate
 from antlers.run import train
 from antlers.tasks.detect_loader import DetectionLoader
 from antlers.tasks.detect_metrics import coco_evaluate, coco_ground_truth, coco_results
+from common import cpu_model, record_section
 
 BATCH = 16
 
@@ -96,7 +95,7 @@ def score(predict: Any, test_set: Any) -> dict[str, float]:
 def run_ours(seconds: float, out: str) -> dict[str, float]:
     run = train("detect", time=seconds, out=out, name=f"ours_{int(seconds)}")
     model = run.model.eval()
-    return score(lambda x: [{k: v for k, v in d.items()} for d in model(x)], test_set=TEST)
+    return score(lambda x: [dict(d.items()) for d in model(x)], test_set=TEST)
 
 
 def run_baseline(seconds: float) -> dict[str, float]:
@@ -118,18 +117,26 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     t0 = time.perf_counter()
     TRAIN, TEST = load_scenes("train"), load_scenes("test")
-    print(f"scenes: {len(TRAIN)} train / {len(TEST)} test images, {len(TRAIN.classes)} classes, "
-          f"generated in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"scenes: {len(TRAIN)} train / {len(TEST)} test images, {len(TRAIN.classes)} classes, "
+        f"generated in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
     rows, loads = [], []
     with tempfile.TemporaryDirectory() as out:
         for seconds in args.budgets:
-            for name, runner in (("antlers two_stage", lambda s: run_ours(s, out)),
-                                 ("torchvision fasterrcnn_mobilenet_v3_large_320_fpn", run_baseline)):
+            for name, runner in (
+                ("antlers two_stage", lambda s: run_ours(s, out)),
+                ("torchvision fasterrcnn_mobilenet_v3_large_320_fpn", run_baseline),
+            ):
                 result = runner(seconds)
                 loads.append(os.getloadavg())
                 rows.append((seconds, name, result))
-                print(f"{seconds:.0f} s {name}: AP {result['ap']:.3f}, AP50 {result['ap50']:.3f}, "
-                      f"{result['images_per_s']:.1f} images/s; load {loads[-1]}", flush=True)
+                print(
+                    f"{seconds:.0f} s {name}: AP {result['ap']:.3f}, AP50 {result['ap50']:.3f}, "
+                    f"{result['images_per_s']:.1f} images/s; load {loads[-1]}",
+                    flush=True,
+                )
     if not args.no_record:
         record(rows, loads)
     return 0
@@ -141,11 +148,11 @@ def record(rows: list[tuple[float, str, dict[str, float]]], loads: list[Any]) ->
         "## detect",
         "",
         "`benchmarks/detect.py`: AP on the `scenes` test split after a training time budget, "
-        "ours against torchvision's `fasterrcnn_mobilenet_v3_large_320_fpn` (no pretrained weights) "
-        "trained for the same wall time on the same data.",
+        "ours against torchvision's `fasterrcnn_mobilenet_v3_large_320_fpn` (no pretrained "
+        "weights) trained for the same wall time on the same data.",
         "",
         f"- machine: {cpu_model()}; threads: 2; torch {torch.__version__}; date: {today}",
-        f"- load average (1, 5, 15 min) after each run: "
+        "- load average (1, 5, 15 min) after each run: "
         + "; ".join(f"{a:.1f}, {b:.1f}, {c:.1f}" for a, b, c in loads),
         "",
         "| budget | model | AP@[.5:.95] | AP50 | inference images/s |",

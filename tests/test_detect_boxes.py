@@ -43,9 +43,9 @@ def test_anchors_are_centred_on_cells_with_the_asked_area_and_ratio(h, w, stride
                     assert torch.allclose(bh / bw, torch.tensor(ratio), rtol=1e-4)
 
 
-boxes = st.tuples(
-    st.floats(-50, 200), st.floats(-50, 200), st.floats(1, 60), st.floats(1, 60)
-).map(lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]])
+boxes = st.tuples(st.floats(-50, 200), st.floats(-50, 200), st.floats(1, 60), st.floats(1, 60)).map(
+    lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]]
+)
 weights = st.sampled_from([(1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0)])
 
 
@@ -62,7 +62,9 @@ def test_decode_inverts_encode(target, weight, data) -> None:
 def test_encode_follows_faster_rcnn_equation_2() -> None:
     box = torch.tensor([[10.0, 20.0, 50.0, 40.0]])  # centre (30, 30), 40 x 20
     ref = torch.tensor([[0.0, 0.0, 20.0, 40.0]])  # centre (10, 20), 20 x 40
-    expected = torch.tensor([[20 / 20, 10 / 40, torch.log(torch.tensor(2.0)), -torch.log(torch.tensor(2.0))]])
+    expected = torch.tensor(
+        [[20 / 20, 10 / 40, torch.log(torch.tensor(2.0)), -torch.log(torch.tensor(2.0))]]
+    )
     assert torch.allclose(encode(box, ref), expected)
 
 
@@ -86,13 +88,18 @@ def test_match_thresholds_and_best_anchor() -> None:
 @given(n_fg=st.integers(0, 300), n_bg=st.integers(0, 300), count=st.integers(1, 256))
 def test_sampling_ratio(n_fg, n_bg, count) -> None:
     matches = torch.cat(
-        [torch.zeros(n_fg, dtype=torch.long), torch.full((n_bg,), BACKGROUND), torch.full((7,), IGNORE)]
+        [
+            torch.zeros(n_fg, dtype=torch.long),
+            torch.full((n_bg,), BACKGROUND),
+            torch.full((7,), IGNORE),
+        ]
     )
     matches = matches[torch.randperm(len(matches), generator=torch.Generator().manual_seed(0))]
     fg, bg = sample(matches, count, 0.25, torch.Generator().manual_seed(1))
     assert len(fg) == min(int(count * 0.25), n_fg)  # at most a quarter foreground
     assert len(bg) == min(count - len(fg), n_bg)  # background fills the rest
-    assert (matches[fg] >= 0).all() and (matches[bg] == BACKGROUND).all()
+    assert (matches[fg] >= 0).all()
+    assert (matches[bg] == BACKGROUND).all()
     assert len(set(fg.tolist()) | set(bg.tolist())) == len(fg) + len(bg)  # no repeats
 
 

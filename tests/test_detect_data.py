@@ -24,15 +24,21 @@ def test_scenes_are_deterministic_with_boxes_around_the_objects() -> None:
     b = load_scenes("train", n=12, seed=3, fashion=False)
     c = load_scenes("test", n=12, seed=3, fashion=False)
     assert a.classes == SHAPE_CLASSES
-    assert a.images.shape == (12, 3, 128, 128) and a.images.dtype == torch.uint8
+    assert a.images.shape == (12, 3, 128, 128)
+    assert a.images.dtype == torch.uint8
     assert torch.equal(a.images, b.images)
     assert all(torch.equal(x, y) for x, y in zip(a.boxes, b.boxes, strict=True))
     assert not torch.equal(a.images, c.images)  # the splits are different streams
     counts = [len(x) for x in a.boxes]
-    assert min(counts) >= 1 and max(counts) <= 5 and max(counts) > 1
+    assert min(counts) >= 1
+    assert max(counts) <= 5
+    assert max(counts) > 1
     for image, boxes, labels in zip(a.images, a.boxes, a.labels, strict=True):
-        assert len(boxes) == len(labels) and (labels < len(SHAPE_CLASSES)).all()
-        assert (boxes[:, 2:] > boxes[:, :2]).all() and (boxes >= 0).all() and (boxes <= 128).all()
+        assert len(boxes) == len(labels)
+        assert (labels < len(SHAPE_CLASSES)).all()
+        assert (boxes[:, 2:] > boxes[:, :2]).all()
+        assert (boxes >= 0).all()
+        assert (boxes <= 128).all()
         for x0, y0, x1, y1 in boxes.int().tolist():  # something is drawn inside each box:
             inside = image[:, y0:y1, x0:x1].float()
             assert inside.std() > 5
@@ -78,12 +84,15 @@ def test_coco_maps_categories_clamps_and_drops(tmp_path: Path) -> None:
     path = _coco(tmp_path)
     before = path.read_text()
     data = read_coco(path, image_size=60)
-    assert data.classes == ("elk", "moose") and data.category_ids == (5, 12)  # sorted ids
-    assert data.labels[0].tolist() == [1, 0] and len(data.boxes[1]) == 0
+    assert data.classes == ("elk", "moose")
+    assert data.category_ids == (5, 12)
+    assert data.labels[0].tolist() == [1, 0]
+    assert len(data.boxes[1]) == 0
     # image 7 is 40x30, resized to 60x60: x * 1.5, y * 2; the elk box clamped at (40, 30)
     expected = torch.tensor([[2 * 1.5, 3 * 2, 12 * 1.5, 11 * 2], [35 * 1.5, 20 * 2, 60, 60]])
     assert torch.allclose(data.boxes[0], expected)
-    assert "3 boxes" not in data.notes[0] and "1 clamped" in data.notes[0]
+    assert "3 boxes" not in data.notes[0]
+    assert "1 clamped" in data.notes[0]
     assert "1 dropped" in data.notes[0]
     assert path.read_text() == before  # never modified
 
@@ -116,7 +125,10 @@ def test_coco_maps_categories_clamps_and_drops(tmp_path: Path) -> None:
             {"images": [{"id": 7, "file_name": "../outside.png"}]},
             "image id 7: file name '../outside.png' escapes the dataset folder",
         ),
-        ({"images": [{"id": 7, "file_name": "/etc/passwd"}]}, "image id 7: file name '/etc/passwd'"),
+        (
+            {"images": [{"id": 7, "file_name": "/etc/passwd"}]},
+            "image id 7: file name '/etc/passwd'",
+        ),
         ({"images": [{"id": 7}]}, "image #0: missing key 'file_name'"),
     ],
 )
@@ -178,7 +190,7 @@ def test_yolo_errors_name_the_file_the_line_and_the_problem(
 def test_yolo_without_classes_file(tmp_path: Path) -> None:
     root = _yolo(tmp_path, "")
     (root / "classes.txt").unlink()
-    with pytest.raises(ValueError, match="no classes.txt"):
+    with pytest.raises(ValueError, match=r"no classes\.txt"):
         read_yolo_annotations(root)
 
 
@@ -198,7 +210,8 @@ def test_convert_coco_to_yolo_and_back(tmp_path: Path, capsys: pytest.CaptureFix
 def test_detection_splits_are_disjoint_and_deterministic(tmp_path: Path) -> None:
     path = _coco(tmp_path)
     train, test = load_detection(str(path), "train"), load_detection(str(path), "test")
-    assert len(train) + len(test) == 2 and len(test) == 1
+    assert len(train) + len(test) == 2
+    assert len(test) == 1
     assert set(train.files).isdisjoint(test.files)
     assert load_detection(str(path), "test").files == test.files
     with pytest.raises(ValueError, match="unknown detection data 'nowhere'"):

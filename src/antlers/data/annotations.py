@@ -26,9 +26,7 @@ def inside_root(root: Path, name: str, source: Path, where: str) -> Path:
         raise ValueError(f"{source}: {where}: file name {name!r} is absolute; it must be relative")
     path = (root / name).resolve()
     if not path.is_relative_to(root.resolve()):
-        raise ValueError(
-            f"{source}: {where}: file name {name!r} escapes the dataset folder {root}"
-        )
+        raise ValueError(f"{source}: {where}: file name {name!r} escapes the dataset folder {root}")
     return path
 
 

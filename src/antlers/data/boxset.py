@@ -1,4 +1,4 @@
-"""`DetectionSet`: an in-memory object-detection dataset, the one type every detection reader returns.
+"""`DetectionSet`: an in-memory detection dataset, the one type every detection reader returns.
 
 Conventions: images uint8 (N, 3, S, S) (every image resized to one square size S); per image a
 float32 tensor of boxes (n_i, 4) in xyxy pixel coordinates of the resized image and an int64

@@ -56,7 +56,9 @@ def _box(annotation: dict[str, Any], source: Path, where: str) -> list[float]:
         raise ValueError(f"{source}: {where}: bbox {bbox!r} is not 4 numbers [x, y, w, h]")
     x, y, w, h = bbox
     if w <= 0 or h <= 0:
-        raise ValueError(f"{source}: {where}: degenerate bbox {bbox} (width and height must be > 0)")
+        raise ValueError(
+            f"{source}: {where}: degenerate bbox {bbox} (width and height must be > 0)"
+        )
     return [x, y, x + w, y + h]
 
 
@@ -127,7 +129,9 @@ def write_coco(annotations: Annotations, out: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     images, items = [], []
     for i, (file, (h, w), boxes, labels) in enumerate(
-        zip(annotations.files, annotations.sizes, annotations.boxes, annotations.labels, strict=True)
+        zip(
+            annotations.files, annotations.sizes, annotations.boxes, annotations.labels, strict=True
+        )
     ):
         name = Path(os.path.relpath(file, annotations.root)).as_posix().replace("/", "__")
         shutil.copyfile(file, folder / name)
@@ -153,18 +157,19 @@ def write_coco(annotations: Annotations, out: str | Path) -> Path:
 
 
 def save_coco(data: DetectionSet, out: str | Path) -> Path:
-    """Write an in-memory DetectionSet (e.g. ``scenes``) as PNG images and a COCO JSON ``out``:
-    a dataset on disk, as a user's would be (images/<n>.png beside the JSON)."""
+    """Write an in-memory DetectionSet (e.g. ``scenes``) as a COCO JSON ``out`` with its images
+    as PNG files in out's folder / "images": a dataset on disk, as a user's would be."""
+    import tempfile
+
     from PIL import Image
 
-    from antlers.data.annotations import Annotations
-
-    out = Path(out)
-    folder = out.parent / "scenes_images"
-    folder.mkdir(parents=True, exist_ok=True)
-    notes = Annotations(out, out.parent, [], [], [], [], data.classes, data.category_ids, BoxCounts())
-    for i, image in enumerate(data.images):
-        file = folder / f"{i:05d}.png"
-        Image.fromarray(image.permute(1, 2, 0).numpy()).save(file)
-        notes.add(file, (image.shape[1], image.shape[2]), data.boxes[i], data.labels[i])
-    return write_coco(notes, out)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        notes = Annotations(
+            Path(out), root, [], [], [], [], data.classes, data.category_ids, BoxCounts()
+        )
+        for i, image in enumerate(data.images):
+            file = root / f"{i:05d}.png"
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(file)
+            notes.add(file, (image.shape[1], image.shape[2]), data.boxes[i], data.labels[i])
+        return write_coco(notes, out)

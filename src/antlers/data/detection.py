@@ -106,8 +106,10 @@ def convert(source: str | Path, out: str | Path) -> tuple[Path, str]:
         annotations.root.resolve()
     ):
         raise ValueError(f"{out}: the output must differ from the source (never overwritten)")
-    written = write_coco(annotations, out) if out.suffix.lower() == ".json" else write_yolo(
-        annotations, out
+    written = (
+        write_coco(annotations, out)
+        if out.suffix.lower() == ".json"
+        else write_yolo(annotations, out)
     )
     n_boxes = sum(len(b) for b in annotations.boxes)
     summary = (

@@ -86,7 +86,8 @@ def read_yolo_annotations(folder: str | Path, subset: str | None = None) -> Anno
                 if not line.strip():
                     continue
                 k, (cx, cy, bw, bh) = _parse_line(line, label_file, number, len(classes))
-                boxes.append([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
+                x0, y0 = (cx - bw / 2) * w, (cy - bh / 2) * h
+                boxes.append([x0, y0, x0 + bw * w, y0 + bh * h])
                 labels.append(k)
         result.add(
             path,

@@ -144,7 +144,7 @@ class DetectTask:
         return DetectionLoader(test, EVAL_BATCH)
 
     def run_predict(self, run: Any, images: Any) -> list[dict[str, Tensor]]:
-        """``Run.predict``: per image boxes (N, 4) xyxy in the image's own pixels, labels, scores."""
+        """``Run.predict``: per image boxes (N, 4) xyxy in its own pixels, labels, scores."""
         from antlers.tasks.detect_report import run_predict
 
         return run_predict(self, run, images)

@@ -90,7 +90,7 @@ def match(references: Tensor, truth: Tensor, high: float, low: float, best: bool
     result[value < low] = BACKGROUND
     if best:
         top = iou.max(dim=1, keepdim=True).values  # (M, 1) each truth's best IoU
-        gt, ref = torch.nonzero((iou == top) & (top > 0), as_tuple=True)
+        _, ref = torch.nonzero((iou == top) & (top > 0), as_tuple=True)
         result[ref] = index[ref]
     return result
 

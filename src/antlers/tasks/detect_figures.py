@@ -67,28 +67,33 @@ def _show(ax: object, picture: Tensor, title: str) -> None:
     ax.axis("off")  # type: ignore[attr-defined]
 
 
-def stages_figure(image: Tensor, stages: Stages, classes: Sequence[str], top: int = 60) -> Figure:
+def stages_figure(
+    image: Tensor, stages: Stages, classes: Sequence[str], top: int = 60, threshold: float = 0.5
+) -> Figure:
     """Four panels for one image: the best-scored candidate boxes, the proposals kept by NMS,
-    each proposal classified (grey: "nothing"), and the final detections."""
+    each proposal classified (grey: "nothing"), and the final detections above ``threshold``."""
     from antlers.viz import _figure
 
     p, c = stages.proposals, stages.classified
     cand = p.candidates[:top]
-    kept_captions = [f"{s:.2f}" for s in p.scores.tolist()]
     thing = c.labels >= 0
     class_captions = [
-        f"{classes[k]} {s:.2f}" if k >= 0 else "" for k, s in zip(c.labels.tolist(), c.scores)
+        f"{classes[k]} {s:.2f}" if k >= 0 else ""
+        for k, s in zip(c.labels.tolist(), c.scores, strict=True)
     ]
     class_colours = [PALETTE[k % len(PALETTE)] if k >= 0 else "#808080" for k in c.labels]
-    final_captions, final_colours = detection_captions(stages.detections, classes)
+    keep = stages.detections["scores"] >= threshold
+    final = {k: v[keep] for k, v in stages.detections.items()}
+    final_captions, final_colours = detection_captions(final, classes)
     panels = [
-        (draw_boxes(image, cand, colours="#ffff00", width=1), f"1. top {len(cand)} of the candidates"),
-        (draw_boxes(image, p.boxes, kept_captions, "#00ffff", width=1),
+        (draw_boxes(image, cand, colours="#ffff00", width=1),
+         f"1. the {len(cand)} best-scored candidates"),
+        (draw_boxes(image, p.boxes, None, "#00ffff", width=1),
          f"2. {len(p.boxes)} proposals kept by NMS"),
         (draw_boxes(image, c.boxes, class_captions, class_colours, width=1),
          f"3. classified: {int(thing.sum())} objects, {int((~thing).sum())} nothing"),
-        (draw_boxes(image, stages.detections["boxes"], final_captions, final_colours),
-         f"4. {len(stages.detections['boxes'])} detections after per-class NMS"),
+        (draw_boxes(image, final["boxes"], final_captions, final_colours),
+         f"4. {len(final['boxes'])} detections (score >= {threshold}) after per-class NMS"),
     ]  # fmt: skip
     fig = _figure(16, 4.4)
     for ax, (picture, title) in zip(fig.subplots(1, 4), panels, strict=True):

@@ -1,4 +1,4 @@
-"""The two-stage detector: propose candidate boxes, classify each one (possibly as nothing), suppress.
+"""The two-stage detector: propose candidate boxes, classify each (possibly as nothing), suppress.
 
     image (B, 3, S, S) in [0, 1]
       -> backbone: a small CNN, feature map (B, C, S/8, S/8)                  (``Backbone``)

@@ -1,9 +1,10 @@
 """Stage 2, "classify each box, possibly as nothing": the RoI head (Girshick 2015, Fast R-CNN).
 
-Each proposal's region of the feature map (reduced to 64 channels by a 1x1 conv) is cropped to a fixed 7x7 grid (torchvision.ops.roi_align,
-He et al. 2017, Mask R-CNN §3), flattened and passed through two fully connected layers; then one
-linear layer scores K + 1 classes (index 0 is "nothing", the background) and another gives the
-deltas that refine the proposal's box (one refinement per proposal, class-agnostic).
+Each proposal's region of the feature map (reduced to 64 channels by a 1x1 conv) is cropped to a
+fixed 7x7 grid (torchvision.ops.roi_align, He et al. 2017, Mask R-CNN §3), flattened and passed
+through two fully connected layers; then one linear layer scores K + 1 classes (index 0 is
+"nothing", the background) and another gives the deltas that refine the proposal's box (one
+refinement per proposal, class-agnostic).
 
 Training (Fast R-CNN §2.3): the ground-truth boxes join the proposals; each proposal with IoU >= 0.5
 to an object takes its class, the rest are "nothing"; a sample with at most 25% objects is scored
@@ -88,7 +89,7 @@ class RoIHead(nn.Module):
     def sample_rois(
         self, proposals: list[Tensor], boxes: list[Tensor], labels: list[Tensor]
     ) -> tuple[list[Tensor], Tensor, Tensor]:
-        """Training RoIs per image, their class targets (R,) (0 = nothing) and box targets (R, 4)."""
+        """Training RoIs per image, class targets (R,) (0 = nothing) and box targets (R, 4)."""
         rois, classes, targets = [], [], []
         for props, truth, label in zip(proposals, boxes, labels, strict=True):
             candidates = torch.cat([props, truth])

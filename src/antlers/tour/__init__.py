@@ -19,6 +19,7 @@ from antlers.tour.backprop import backprop_chapter
 from antlers.tour.classify import classify_chapter
 from antlers.tour.cnn import cnn_chapter
 from antlers.tour.convolution import convolution_chapter
+from antlers.tour.detect import detect_chapter
 from antlers.tour.page import Chapter, TourContext, page
 
 __all__ = ["CHAPTERS", "Chapter", "TourContext", "TourResult", "run_tour"]
@@ -28,6 +29,7 @@ CHAPTERS: dict[int, Callable[[TourContext], Chapter]] = {
     2: cnn_chapter,
     3: backprop_chapter,
     4: classify_chapter,
+    7: detect_chapter,
 }
 
 
