@@ -92,8 +92,8 @@ def detect_chapter(ctx: TourContext) -> Chapter:
             paragraph(
                 f"The lecture's strategy: propose candidate boxes, then classify each box, "
                 f"possibly as nothing. A small CNN (stride 8) turns each {size}x{size} scene "
-                f"into a feature map; a region proposal network scores 9 anchors per cell and moves them onto "
-                f"objects; NMS keeps the best non-overlapping proposals; roi_align crops each "
+                f"into a feature map; a region proposal network scores 9 anchors per cell and "
+                f"moves them onto objects; NMS keeps the best non-overlapping proposals; roi_align crops each "
                 f"proposal's features to 7x7 and a classifier picks one of "
                 f"{len(train.classes)} shapes or 'nothing' and refines the box; per-class NMS "
                 f"removes duplicates. Trained from scratch for {seconds} s ({steps} steps of 8 "
