@@ -90,14 +90,14 @@ def detect_chapter(ctx: TourContext) -> Chapter:
     body = "\n".join(
         [
             paragraph(
-                f"The lecture's strategy: propose candidate boxes, then classify each box, "
+                "The lecture's strategy: propose candidate boxes, then classify each box, "
                 f"possibly as nothing. A small CNN (stride 8) turns each {size}x{size} scene "
-                f"into a feature map; a region proposal network scores 9 anchors per cell and "
-                f"moves them onto objects; NMS keeps the best non-overlapping proposals; roi_align crops each "
-                f"proposal's features to 7x7 and a classifier picks one of "
+                "into a feature map; a region proposal network scores 9 anchors per cell and "
+                "moves them onto objects; NMS keeps the best non-overlapping proposals; "
+                "roi_align crops each proposal's features to 7x7 and a classifier picks one of "
                 f"{len(train.classes)} shapes or 'nothing' and refines the box; per-class NMS "
                 f"removes duplicates. Trained from scratch for {seconds} s ({steps} steps of 8 "
-                f"scenes)."
+                "scenes)."
             ),
             figure(
                 "detect/stages.png",
