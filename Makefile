@@ -27,6 +27,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/conv.py
 	$(BIN)/python benchmarks/classify.py
+	$(BIN)/python benchmarks/detect.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis
