@@ -46,8 +46,9 @@ class DetectTask:
         default_factory=lambda: {
             "data": "scenes",
             "optimizer": "adamw",
-            "lr": 2e-3,
-            "batch_size": 16,
+            "lr": 3e-3,
+            "warmup": 0.1,
+            "batch_size": 8,
             "label_smoothing": 0.0,
             "ema": 0.0,
             "clip_grad": 10.0,
