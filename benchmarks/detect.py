@@ -5,9 +5,10 @@
     .venv/bin/python benchmarks/detect.py --no-record --budgets 60
 
 For each budget T (default 5 and 10 minutes) each model trains for T seconds of wall time on the
-same scenes train split (same batches order and flips), with a learning-rate schedule planned for
-T; evaluation time is not counted. Then both are scored on the scenes test split with the same
-pycocotools evaluation (AP@[.5:.95], AP50), and their inference speed is measured (images/s,
+same scenes train split (random left-right flips for both), with a learning-rate schedule planned
+for T; evaluation time is not counted. Then both are scored on the scenes test split with the same
+pycocotools evaluation (AP@[.5:.95], AP50; our weights at the end of training, not the best
+epoch's), and their inference speed is measured (images/s,
 batches of 32, after one warm-up batch).
 
 Ours: ``antlers.train("detect", time=T)`` with the task's defaults. The baseline:
