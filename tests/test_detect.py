@@ -218,3 +218,27 @@ def test_task_is_registered() -> None:
     task = get_task("detect")
     assert task.primary_metric == "ap"
     assert task.maximize
+
+
+def test_loader_is_deterministic_and_flips_boxes_with_their_images() -> None:
+    from antlers.tasks.detect_loader import DetectionLoader
+
+    data = load_scenes("train", n=12, image_size=64, fashion=False)
+    one = list(DetectionLoader(data, 4, shuffle=True, seed=3, flip=True).epoch(2))
+    two = list(DetectionLoader(data, 4, shuffle=True, seed=3, flip=True).epoch(2, start_batch=1))
+    assert torch.equal(one[1]["image"], two[0]["image"])  # resume: the same batch again
+    assert all(torch.equal(a, b) for a, b in zip(one[1]["boxes"], two[0]["boxes"], strict=True))
+    flipped = 0
+    for batch in one:
+        for image, boxes, row in zip(batch["image"], batch["boxes"], batch["index"], strict=True):
+            original = data.images[row].float() / 255
+            if torch.equal(image, original):
+                assert torch.equal(boxes, data.boxes[row])
+            else:  # mirrored: x -> 64 - x, so x0' = 64 - x1 and x1' = 64 - x0
+                flipped += 1
+                assert torch.equal(image, original.flip(-1))
+                expected = data.boxes[row][:, [2, 1, 0, 3]] * torch.tensor(
+                    [-1, 1, -1, 1]
+                ) + torch.tensor([64, 0, 64, 0])
+                assert torch.allclose(boxes, expected)
+    assert 0 < flipped < 12

@@ -45,9 +45,10 @@ def test_every_linked_figure_exists_and_is_a_png(quick_tour: tuple[Path, str]) -
 
 def test_progress_is_shown(quick_tour: tuple[Path, str]) -> None:
     _, log = quick_tour
-    assert "[1/4] chapter 1 ..." in log
-    assert "[3/4] Backprop learns the features:" in log
-    assert "[4/4] A CNN learns to classify:" in log
+    n = len(CHAPTERS)
+    assert f"[1/{n}] chapter 1 ..." in log
+    assert f"[3/{n}] Backprop learns the features:" in log
+    assert f"[4/{n}] A CNN learns to classify:" in log
     assert "epoch 1/4" in log
 
 
@@ -88,3 +89,14 @@ def test_cli_single_chapter(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
 def test_unknown_chapter_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=re.escape(f"chapters are {sorted(CHAPTERS)}")):
         run_tour(tmp_path, chapters=[42])
+
+
+def test_detection_chapter_draws_every_stage(quick_tour: tuple[Path, str]) -> None:
+    out, log = quick_tour
+    page = (out / "index.html").read_text()
+    assert '<section id="ch7">' in page
+    assert '<img src="detect/stages.png"' in page
+    assert '<img src="detect/detections.png"' in page
+    assert re.search(r"\d+ scored candidates, \d+ proposals kept", page)
+    assert re.search(r"<td>48</td><td>\d\.\d{3}</td>", page), "no AP table for held-out scenes"
+    assert "Object detection: propose, classify, suppress: AP50" in log
