@@ -242,3 +242,42 @@ def test_loader_is_deterministic_and_flips_boxes_with_their_images() -> None:
                 ) + torch.tensor([64, 0, 64, 0])
                 assert torch.allclose(boxes, expected)
     assert 0 < flipped < 12
+
+
+def test_every_parameter_gets_a_gradient_and_the_loss_is_finite() -> None:
+    torch.manual_seed(0)
+    data = load_scenes("train", n=2, image_size=64, fashion=False)
+    model = TwoStageDetector(DetectorConfig(num_classes=6), [0.5] * 3, [0.25] * 3).train()
+    losses = get_task("detect").loss(
+        model, {"image": data.images.float() / 255, "boxes": data.boxes, "labels": data.labels}
+    )
+    assert set(losses) == {"loss", "rpn_objectness", "rpn_box", "roi_class", "roi_box"}
+    assert torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_resume_mid_epoch_equals_uninterrupted(
+    trained: tuple[Path, Path], tmp_path: Path, one_thread: object
+) -> None:
+    from antlers.config import TrainConfig
+    from antlers.engine.checkpoint import load_state
+    from antlers.engine.fit import fit
+
+    coco, _ = trained
+    task = get_task("detect")
+    options = {"data": str(coco), "image_size": 64, "batch_size": 4, "epochs": 2}
+    config = TrainConfig(task="detect", out=str(tmp_path), **{**task.config_defaults, **options})
+    quiet = lambda *_: None  # noqa: E731
+    whole = fit(task, config.replace(name="whole"), log=quiet)
+    cut = config.replace(name="cut", max_steps=6)
+    first = fit(task, cut, log=quiet)
+    assert load_state(first.run_dir / "state" / "last.pt")["loop"]["batch"] > 0  # mid-epoch
+    second = fit(task, cut.replace(max_steps=None), resume=first.run_dir, log=quiet)
+    a = load_state(whole.run_dir / "state" / "last.pt")["model"]
+    b = load_state(second.run_dir / "state" / "last.pt")["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [r["val_ap"] for r in whole.history] == [r["val_ap"] for r in second.history]

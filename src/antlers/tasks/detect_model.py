@@ -16,13 +16,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from antlers.tasks.classify_models import Normalize, conv_bn
 from antlers.tasks.detect_roi import Classified, RoIHead
 from antlers.tasks.detect_rpn import Proposals, RegionProposalNetwork
 
-__all__ = ["DetectorConfig", "Stages", "TwoStageDetector", "build_detector"]
+__all__ = ["DetectorConfig", "Stages", "TwoStageDetector", "build_detector", "detector_meta"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def _down(c_in: int, c_out: int) -> nn.Sequential:
 
 @dataclass
 class Stages:
-    """One image through the detector, stage by stage (all on the CPU, detached)."""
+    """One image through the detector, stage by stage (inference, no gradients)."""
 
     proposals: Proposals  # candidates before NMS and the proposals kept
     classified: Classified  # each kept proposal: refined box, class (or nothing), score
@@ -127,6 +128,7 @@ class TwoStageDetector(nn.Module):
         losses["loss"] = sum(losses.values())
         return losses
 
+    @torch.no_grad()
     def stages(self, images: Tensor) -> list[Stages]:
         """Every image's proposals, classified proposals and detections (inference)."""
         size = (images.shape[-2], images.shape[-1])
