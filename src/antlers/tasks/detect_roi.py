@@ -42,6 +42,8 @@ class Classified:
 class RoIHead(nn.Module):
     """roi_align crops -> two FC layers -> K + 1 class scores and box deltas."""
 
+    positive_fraction = 0.25  # at most this share of a training sample are objects
+
     def __init__(
         self,
         channels: int,
@@ -94,7 +96,7 @@ class RoIHead(nn.Module):
         for props, truth, label in zip(proposals, boxes, labels, strict=True):
             candidates = torch.cat([props, truth])
             matches = match(candidates, truth, high=0.5, low=0.5, best=False)
-            fg, bg = sample(matches, self.batch, 0.25)
+            fg, bg = sample(matches, self.batch, self.positive_fraction)
             chosen = torch.cat([fg, bg])
             rois.append(candidates[chosen])
             target = torch.zeros(len(chosen), dtype=torch.long, device=candidates.device)
