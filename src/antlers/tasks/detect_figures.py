@@ -124,7 +124,8 @@ def pr_curve_figure(recall: np.ndarray, precision: np.ndarray, classes: Sequence
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    if ax.get_legend_handles_labels()[0]:  # no curve at all when nothing was detected
+        ax.legend(fontsize=7, loc="lower left")
     return fig
 
 

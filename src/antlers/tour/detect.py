@@ -57,7 +57,7 @@ def detect_chapter(ctx: TourContext) -> Chapter:
     from antlers.tasks.detect_model import DetectorConfig, TwoStageDetector
     from antlers.viz import save_figure
 
-    size, n_train, seconds = (96, 160, 6) if ctx.quick else (128, 1200, 50)
+    size, n_train, seconds = (96, 160, 4) if ctx.quick else (128, 1200, 62)
     train = load_scenes("train", n=n_train, image_size=size, fashion=False)
     test = load_scenes("test", n=48, image_size=size, fashion=False)
     ctx.log(f"      training the two-stage detector on {n_train} scenes for {seconds} s")
