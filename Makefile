@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/segment.py
 	$(BIN)/python benchmarks/topk.py
 	$(BIN)/python benchmarks/generate.py    # needs diffusers (pip install -e '.[bench]'); ~75 min
+	$(BIN)/python benchmarks/detect.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis

@@ -127,3 +127,14 @@ def test_diffusion_chapter_noises_trains_and_samples(quick_tour: tuple[Path, str
     with Image.open(out / "ch8_noising.png") as strip:  # 2 schedules x 8 timesteps
         assert strip.width > 3 * strip.height
     assert re.search(r"Diffusion: digits 8x8, \d+ steps in 5 s, val noise loss 0\.\d+", log)
+
+
+def test_detection_chapter_draws_every_stage(quick_tour: tuple[Path, str]) -> None:
+    out, log = quick_tour
+    page = (out / "index.html").read_text()
+    assert '<section id="ch7">' in page
+    assert '<img src="detect/stages.png"' in page
+    assert '<img src="detect/detections.png"' in page
+    assert re.search(r"\d+ scored candidates, \d+ proposals kept", page)
+    assert re.search(r"<td>48</td><td>\d\.\d{3}</td>", page), "no AP table for held-out scenes"
+    assert "Object detection: propose, classify, suppress: AP50" in log

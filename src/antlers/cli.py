@@ -224,6 +224,13 @@ def _add_sample_parser(sub: argparse._SubParsersAction) -> None:
     sample.set_defaults(handler=_cmd_sample)
 
 
+def _cmd_convert(args: argparse.Namespace) -> None:
+    from antlers.data.detection import convert
+
+    _, summary = convert(args.source, args.out)
+    print(summary)
+
+
 def _add_train_parsers(sub: argparse._SubParsersAction) -> None:
     from antlers.config import add_config_flags
     from antlers.tasks import TASK_NAMES
@@ -248,6 +255,11 @@ def _add_train_parsers(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--top", type=int, default=3, help="how many labels to show (default 3)")
     pred.add_argument("--json", action="store_true", help="print the predictions as JSON")
     pred.set_defaults(handler=_cmd_predict)
+
+    conv = sub.add_parser("convert", help="convert detection data: COCO JSON <-> YOLO folder")
+    conv.add_argument("source", help="a COCO .json file or a YOLO folder")
+    conv.add_argument("out", help="a .json file (COCO) or a folder (YOLO); images are copied")
+    conv.set_defaults(handler=_cmd_convert)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,7 @@ TASKS: dict[str, tuple[str, str]] = {
     "classify": ("antlers.tasks.classify", "ClassifyTask"),
     "segment": ("antlers.tasks.segment", "SegmentTask"),
     "generate": ("antlers.tasks.generate", "GenerateTask"),
+    "detect": ("antlers.tasks.detect", "DetectTask"),
 }
 TASK_NAMES = tuple(TASKS)
 

@@ -19,6 +19,7 @@ from antlers.tour.backprop import backprop_chapter
 from antlers.tour.classify import classify_chapter
 from antlers.tour.cnn import cnn_chapter
 from antlers.tour.convolution import convolution_chapter
+from antlers.tour.detect import detect_chapter
 from antlers.tour.explain import explain_chapter
 from antlers.tour.generate import generate_chapter
 from antlers.tour.page import Chapter, TourContext, page
@@ -33,6 +34,7 @@ CHAPTERS: dict[int, Callable[[TourContext], Chapter]] = {
     4: classify_chapter,
     5: explain_chapter,
     6: segment_chapter,
+    7: detect_chapter,
     8: generate_chapter,
 }
 

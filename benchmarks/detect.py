@@ -1,0 +1,201 @@
+"""Benchmark: antlers' two-stage detector against torchvision's Faster R-CNN (MobileNetV3-Large
+320 FPN, no pretrained weights), on the built-in ``scenes`` set, on the CPU, in one invocation.
+
+    .venv/bin/python benchmarks/detect.py                 # records the '## detect' section
+    .venv/bin/python benchmarks/detect.py --no-record --budgets 60
+
+For each budget T (default 5 and 10 minutes) each model trains for T seconds of wall time on the
+same scenes train split (random left-right flips for both), with a learning-rate schedule planned
+for T; evaluation time is not counted. Then both are scored on the scenes test split with the same
+pycocotools evaluation (AP@[.5:.95], AP50; our weights at the end of training, not the best
+epoch's), and their inference speed is measured (images/s,
+batches of 32, after one warm-up batch).
+
+Ours: ``antlers.train("detect", time=T)`` with the task's defaults. The baseline:
+``torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None,
+weights_backbone=None, num_classes=K + 1)`` as shipped (it resizes inputs to 320 pixels), AdamW
+(lr 1e-3, weight decay 1e-4, the one-cycle schedule of ours), batch 16, gradient clipping 10.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Idle OpenMP threads sleep instead of spinning: on a machine shared with other jobs, two
+# spin-waiting threads were measured 2-6x slower than one (set before torch loads OpenMP).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import datetime
+import sys
+import tempfile
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from antlers.data.object_scenes import load_scenes
+from antlers.engine.schedule import learning_rate
+from antlers.run import Run, train
+from antlers.tasks.detect_loader import DetectionLoader
+from antlers.tasks.detect_metrics import coco_evaluate, coco_ground_truth, coco_results
+from common import cpu_model, record_section
+
+BATCH = 16
+
+
+def baseline_model(num_classes: int) -> nn.Module:
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
+
+    return fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=num_classes + 1
+    )
+
+
+def train_baseline(train_set: Any, seconds: float, seed: int = 0) -> nn.Module:
+    """Train torchvision's detector for ``seconds`` of wall time (labels shifted: 0 = nothing)."""
+    torch.manual_seed(seed)
+    model = baseline_model(len(train_set.classes))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    loader = DetectionLoader(train_set, BATCH, shuffle=True, seed=seed, flip=True, drop_last=True)
+    model.train()
+    start, epoch = time.perf_counter(), 0
+    while True:
+        for batch in loader.epoch(epoch):
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                return model
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate("onecycle", elapsed / seconds, 1e-3)
+            targets = [
+                {"boxes": b, "labels": lab + 1}
+                for b, lab in zip(batch["boxes"], batch["labels"], strict=True)
+            ]
+            loss = sum(model(list(batch["image"]), targets).values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            optimizer.step()
+        epoch += 1
+
+
+@torch.no_grad()
+def score(predict: Any, test_set: Any) -> dict[str, float]:
+    """AP, AP50 and inference images/s of ``predict`` (batch -> per-image dicts, labels 0..K-1)."""
+    loader = DetectionLoader(test_set, 32)
+    predictions, boxes, labels = [], [], []
+    predict(test_set.images[:32].float() / 255)  # warm-up
+    start = time.perf_counter()
+    for batch in loader.epoch(0):
+        predictions += predict(batch["image"])
+        boxes += batch["boxes"]
+        labels += batch["labels"]
+    seconds = time.perf_counter() - start
+    size = tuple(test_set.images.shape[-2:])
+    truth = coco_ground_truth(boxes, labels, size, len(test_set.classes))
+    scores = coco_evaluate(truth, coco_results(predictions))
+    return {"ap": scores.ap, "ap50": scores.ap50, "images_per_s": len(predictions) / seconds}
+
+
+def run_ours(seconds: float, out: str) -> dict[str, float]:
+    run = train("detect", time=seconds, out=out, name=f"ours_{int(seconds)}", data=DATA)
+    model = Run.load(run.path / "weights" / "last.safetensors").model.eval()  # not the best epoch
+    return score(lambda x: [dict(d.items()) for d in model(x)], test_set=TEST)
+
+
+def run_baseline(seconds: float) -> dict[str, float]:
+    model = train_baseline(TRAIN, seconds).eval()
+
+    def predict(x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        out = model(list(x))
+        return [{**d, "labels": d["labels"] - 1} for d in out]
+
+    return score(predict, TEST)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global TRAIN, TEST
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[300.0, 600.0])
+    parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--n", type=int, nargs=2, help="train and test sizes (a smoke test)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    if args.n:
+        global DATA
+        DATA = _small_copy(*args.n)
+    TRAIN, TEST = _scenes("train", args.n), _scenes("test", args.n)
+    print(
+        f"scenes: {len(TRAIN)} train / {len(TEST)} test images, {len(TRAIN.classes)} classes, "
+        f"generated in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
+    rows, loads = [], []
+    with tempfile.TemporaryDirectory() as out:
+        for seconds in args.budgets:
+            for name, runner in (
+                ("antlers two_stage", lambda s: run_ours(s, out)),
+                ("torchvision fasterrcnn_mobilenet_v3_large_320_fpn", run_baseline),
+            ):
+                result = runner(seconds)
+                loads.append(os.getloadavg())
+                rows.append((seconds, name, result))
+                print(
+                    f"{seconds:.0f} s {name}: AP {result['ap']:.3f}, AP50 {result['ap50']:.3f}, "
+                    f"{result['images_per_s']:.1f} images/s; load {loads[-1]}",
+                    flush=True,
+                )
+    if not args.no_record:
+        record(rows, loads)
+    return 0
+
+
+def record(rows: list[tuple[float, str, dict[str, float]]], loads: list[Any]) -> None:
+    today = datetime.date.today().isoformat()
+    section = [
+        "## detect",
+        "",
+        "`benchmarks/detect.py`: AP on the `scenes` test split after a training time budget, "
+        "ours against torchvision's `fasterrcnn_mobilenet_v3_large_320_fpn` (no pretrained "
+        "weights) trained for the same wall time on the same data.",
+        "",
+        f"- machine: {cpu_model()}; threads: 2 (OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}); "
+        f"torch {torch.__version__}; date: {today}",
+        "- load average (1, 5, 15 min) after each run: "
+        + "; ".join(f"{a:.1f}, {b:.1f}, {c:.1f}" for a, b, c in loads),
+        "",
+        "| budget | model | AP@[.5:.95] | AP50 | inference images/s |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for seconds, name, r in rows:
+        section.append(
+            f"| {seconds / 60:.0f} min | {name} | {r['ap']:.3f} | {r['ap50']:.3f} | "
+            f"{r['images_per_s']:.1f} |"
+        )
+    record_section(section)
+
+
+def _scenes(split: str, n: list[int] | None) -> Any:
+    if n is None:
+        return load_scenes(split)
+    from antlers.data.detection import load_detection
+
+    return load_detection(DATA, split)
+
+
+def _small_copy(n_train: int, n_test: int) -> str:
+    """A small scenes set written as COCO JSON (for a quick check of this script)."""
+    from antlers.data.coco import save_coco
+
+    folder = tempfile.mkdtemp(prefix="detect-bench-")
+    return str(save_coco(load_scenes("train", n=n_train + n_test), f"{folder}/coco.json"))
+
+
+TRAIN: Any = None
+TEST: Any = None
+DATA = "scenes"
+
+if __name__ == "__main__":
+    sys.exit(main())
