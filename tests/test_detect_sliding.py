@@ -83,3 +83,41 @@ def test_sliding_window_detector_is_evaluated_with_the_coco_metric() -> None:
     )
     assert scores.ap50 == 1.0
     assert scores.ap == 1.0
+
+
+def test_moose_detector_from_explain_detects_like_the_explicit_sliding_classifier() -> None:
+    """explain.fully_convolutional feeds the detector: the same boxes as classifying every crop."""
+    from antlers.explain import fully_convolutional
+    from antlers.nets import lecture_cnn
+
+    torch.manual_seed(0)
+    classifier = lecture_cnn(in_shape=(3, 16, 16), channels=4, classes=("nothing", "a", "b"))
+    classifier.eval()
+    moose = fully_convolutional(classifier)
+    assert moose.window == (16, 16)
+    assert moose.exact  # no padding: every position equals the classifier on its crop
+    image = torch.rand(1, 3, 40, 48)
+    found = sliding_window_detect(
+        moose, image, threshold=0.34, nms=1.0, background=0, max_detections=1000
+    )[0]
+
+    (sh, sw), rows, cols = moose.stride, *moose.output_size(40, 48)
+    crops = torch.stack(
+        [
+            image[0, :, i * sh : i * sh + 16, j * sw : j * sw + 16]
+            for i in range(rows)
+            for j in range(cols)
+        ]
+    )
+    with torch.no_grad():
+        explicit = classifier(crops).softmax(1).T.reshape(1, 3, rows, cols)
+    expected = _expected(explicit[:, 1:], (16, 16), (sh, sw), 0.34)
+    assert len(found["boxes"]) == len(expected) > 0
+    got = sorted(
+        (tuple(b.tolist()), int(k), float(s))
+        for b, k, s in zip(found["boxes"], found["labels"], found["scores"], strict=True)
+    )
+    want = sorted((tuple(float(v) for v in box), c + 1, s) for box, c, s in expected)
+    for (gb, gk, gs), (wb, wk, ws) in zip(got, want, strict=True):
+        assert (gb, gk) == (wb, wk)
+        assert abs(gs - ws) < 1e-5
