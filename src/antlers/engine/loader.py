@@ -16,7 +16,31 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
-__all__ = ["TensorLoader", "random_crop", "random_flip"]
+__all__ = ["TensorLoader", "epoch_order", "random_crop", "random_flip"]
+
+
+def epoch_order(
+    n: int,
+    epoch: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    drop_last: bool = False,
+) -> Tensor:
+    """The sample indices of ``epoch`` for process ``rank``, as DistributedSampler orders them:
+    a pure function of its arguments, which is what makes resume exact."""
+    sampler = DistributedSampler(
+        range(n),
+        num_replicas=world_size,
+        rank=rank,
+        shuffle=shuffle,
+        seed=seed,
+        drop_last=drop_last,
+    )
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler), dtype=torch.long)
 
 
 def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
@@ -61,16 +85,15 @@ class TensorLoader:
     drop_last: bool = False
 
     def _indices(self, epoch: int) -> Tensor:
-        sampler = DistributedSampler(
-            range(len(self.labels)),
-            num_replicas=self.world_size,
-            rank=self.rank,
+        return epoch_order(
+            len(self.labels),
+            epoch,
             shuffle=self.shuffle,
             seed=self.seed,
+            rank=self.rank,
+            world_size=self.world_size,
             drop_last=self.drop_last,
         )
-        sampler.set_epoch(epoch)
-        return torch.tensor(list(sampler), dtype=torch.long)
 
     @property
     def num_samples(self) -> int:

@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DistributedSampler
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from antlers.data.boxset import DetectionSet
+from antlers.engine.loader import epoch_order
 
 __all__ = ["DetectionLoader", "flip_sample"]
 
@@ -46,16 +46,15 @@ class DetectionLoader:
     drop_last: bool = False
 
     def _indices(self, epoch: int) -> Tensor:
-        sampler = DistributedSampler(
-            range(len(self.data)),
-            num_replicas=self.world_size,
-            rank=self.rank,
+        return epoch_order(
+            len(self.data),
+            epoch,
             shuffle=self.shuffle,
             seed=self.seed,
+            rank=self.rank,
+            world_size=self.world_size,
             drop_last=self.drop_last,
         )
-        sampler.set_epoch(epoch)
-        return torch.tensor(list(sampler), dtype=torch.long)
 
     @property
     def num_samples(self) -> int:
