@@ -16,7 +16,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
-__all__ = ["TensorLoader", "epoch_order", "random_crop", "random_flip"]
+__all__ = [
+    "TensorLoader",
+    "count_batches",
+    "epoch_order",
+    "image_meta",
+    "random_crop",
+    "random_flip",
+]
 
 
 def epoch_order(
@@ -41,6 +48,28 @@ def epoch_order(
     )
     sampler.set_epoch(epoch)
     return torch.tensor(list(sampler), dtype=torch.long)
+
+
+def count_batches(order: Tensor, batch_size: int, drop_last: bool) -> int:
+    """Batches in one epoch of ``order`` (a last partial batch counts unless ``drop_last``)."""
+    n = len(order)
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+def image_meta(task: str, model: str, data: str, images: Tensor, classes: list[str]) -> dict:
+    """The model meta every image task saves: input shape, class names and pixel statistics
+    (mean, std per channel) of the uint8 training ``images`` (N, C, H, W)."""
+    pixels = images.float().div(255)
+    return {
+        "task": task,
+        "model": model,
+        "in_channels": int(images.shape[1]),
+        "image_size": [int(images.shape[2]), int(images.shape[3])],
+        "classes": list(classes),
+        "data": data,
+        "mean": pixels.mean(dim=(0, 2, 3)).tolist(),
+        "std": pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist(),
+    }
 
 
 def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
@@ -100,8 +129,7 @@ class TensorLoader:
         return len(self.labels)
 
     def batches_per_epoch(self) -> int:
-        n = len(self._indices(0))
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return count_batches(self._indices(0), self.batch_size, self.drop_last)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, Tensor]]:
         """The batches of ``epoch``, starting at batch ``start_batch`` (for resume)."""

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from antlers.config import TrainConfig
-from antlers.engine.loader import TensorLoader
+from antlers.engine.loader import TensorLoader, image_meta
 from antlers.tasks.classify_models import build_classifier
 
 __all__ = ["ClassifyTask", "TaskData"]
@@ -54,17 +54,8 @@ class ClassifyTask:
         }
         train = load_dataset(config.data, "train", **kwargs)
         val = load_dataset(config.data, "test", **kwargs)
-        pixels = train.images.float().div(255)
-        meta = {
-            "task": self.name,
-            "model": config.model or self.default_model,
-            "in_channels": int(train.images.shape[1]),
-            "image_size": [int(train.images.shape[2]), int(train.images.shape[3])],
-            "classes": list(train.classes),
-            "data": config.data,
-            "mean": pixels.mean(dim=(0, 2, 3)).tolist(),
-            "std": pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist(),
-        }
+        model = config.model or self.default_model
+        meta = image_meta(self.name, model, config.data, train.images, train.classes)
         flip = config.augment and train.name not in NO_FLIP
         meta["tta_flip"] = flip
         return TaskData(

@@ -19,7 +19,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from antlers.data.boxset import DetectionSet
-from antlers.engine.loader import epoch_order
+from antlers.engine.loader import count_batches, epoch_order
 
 __all__ = ["DetectionLoader", "flip_sample"]
 
@@ -61,8 +61,7 @@ class DetectionLoader:
         return len(self.data)
 
     def batches_per_epoch(self) -> int:
-        n = len(self._indices(0))
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return count_batches(self._indices(0), self.batch_size, self.drop_last)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, Any]]:
         """The batches of ``epoch`` from batch ``start_batch`` on (for resume)."""

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from antlers.config import TrainConfig
 from antlers.data.segset import IGNORE_INDEX, SegmentationSet
+from antlers.engine.loader import image_meta
 from antlers.tasks.segment_loader import SegmentLoader
 from antlers.tasks.segment_metrics import confusion_matrix, metrics_from_confusion
 from antlers.tasks.segment_models import build_segmenter
@@ -105,18 +106,9 @@ class SegmentTask:
         counts = self.scenes or (None, None)
         train = load_segmentation(config.data, "train", config.image_size, config.seed, counts[0])
         test = load_segmentation(config.data, "test", config.image_size, config.seed, counts[1])
-        pixels = train.images.float().div(255)
-        meta = {
-            "task": self.name,
-            "model": config.model or self.default_model,
-            "in_channels": int(train.images.shape[1]),
-            "image_size": [int(train.images.shape[2]), int(train.images.shape[3])],
-            "classes": list(train.classes),
-            "data": config.data,
-            "mean": pixels.mean(dim=(0, 2, 3)).tolist(),
-            "std": pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist(),
-            "tta_flip": bool(config.augment),
-        }
+        model = config.model or self.default_model
+        meta = image_meta(self.name, model, config.data, train.images, train.classes)
+        meta["tta_flip"] = bool(config.augment)
         n = len(train)
         return SegmentData(
             train=SegmentLoader(
