@@ -12,8 +12,10 @@ mid-block attention) with its DDPMScheduler (linear betas) for the same wall tim
 optimizer, learning-rate schedule, batch, flips and EMA as ours; (4) sample, time and score:
 FID on the classifier's penultimate features against 10 000 train images, beside the
 real-vs-real floor (as many test images as samples), and the share of conditional samples the
-classifier assigns to the requested class. DDPM-1000 is slow on a CPU, so it gets fewer samples
-(``--n-ddpm``) and DDIM-50 is also scored on the same number for the paired comparison.
+classifier assigns to the requested class. DDIM runs at eta 0 (deterministic given x_T, Song et
+al. 2021) and eta 1 (DDPM's variance at each of the S steps), for both models. DDPM-1000 is slow on
+a CPU, so it gets fewer samples (``--n-ddpm``) and DDIM-50 is also scored on the same number for the
+paired comparison (FID grows as n shrinks, so only equal-n rows compare).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from antlers.tasks.diffusion_quality import classifier_features, frechet_distanc
 from common import cpu_model, record_section
 
 DATA = "fashion-mnist"
+ETAS = (0.0, 1.0)
 
 
 def _require_diffusers() -> None:
@@ -114,8 +117,10 @@ def train_baseline(seconds: float, config: object, seed: int) -> tuple[torch.nn.
 
 
 @torch.no_grad()
-def sample_baseline(model: torch.nn.Module, labels: Tensor, steps: int, seed: int) -> Tensor:
-    """DDPM-1000 (DDPMScheduler) or DDIM-``steps`` (DDIMScheduler, eta 0) from diffusers."""
+def sample_baseline(
+    model: torch.nn.Module, labels: Tensor, steps: int, seed: int, eta: float = 0.0
+) -> Tensor:
+    """DDPM-1000 (DDPMScheduler) or DDIM-``steps`` (DDIMScheduler with ``eta``) from diffusers."""
     from diffusers import DDIMScheduler, DDPMScheduler
 
     scheduler = DDPMScheduler(num_train_timesteps=1000)
@@ -124,9 +129,10 @@ def sample_baseline(model: torch.nn.Module, labels: Tensor, steps: int, seed: in
     scheduler.set_timesteps(steps)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((len(labels), 1, 28, 28), generator=g)
+    extra = {"eta": eta} if steps != 1000 else {}
     for t in scheduler.timesteps:
         eps = model(x, t, class_labels=labels).sample
-        x = scheduler.step(eps, t, x, generator=g).prev_sample
+        x = scheduler.step(eps, t, x, generator=g, **extra).prev_sample
     return ((x + 1) / 2).clamp(0, 1)
 
 
@@ -205,26 +211,31 @@ def main(argv: list[str] | None = None) -> None:
     balanced = lambda n: torch.arange(n) % 10  # noqa: E731 - every class in turn
     rows = []
 
-    def ours_fn(sampler: str, steps: int, guidance: float) -> object:
+    def ours_fn(sampler: str, steps: int, guidance: float, eta: float = 0.0) -> object:
         def fn(labels: Tensor) -> Tensor:
             return ours.sample(
-                len(labels), sampler=sampler, steps=steps, guidance=guidance, seed=1,
+                len(labels), sampler=sampler, steps=steps, guidance=guidance, eta=eta, seed=1,
                 label=None,
             )  # fmt: skip
 
         return fn
 
-    plans = [
-        ("ours DDPM-1000", ours_fn("ddpm", 1000, 1.0), args.n_ddpm),
-        ("ours DDIM-50", ours_fn("ddim", 50, 1.0), args.n),
-        ("ours DDIM-20", ours_fn("ddim", 20, 1.0), args.n),
-        (
-            f"ours DDIM-50 guidance {args.guidance:g}",
-            ours_fn("ddim", 50, args.guidance),
-            args.n_class,
-        ),
-        ("diffusers DDIM-50", lambda y: sample_baseline(baseline, y, 50, 1), args.n),
-    ]
+    plans = [("ours DDPM-1000", ours_fn("ddpm", 1000, 1.0), args.n_ddpm)]
+    for eta in ETAS:  # DDIM's eta: 0 deterministic (Song et al.), 1 DDPM's variance
+        plans += [
+            (f"ours DDIM-50 eta {eta:g}", ours_fn("ddim", 50, 1.0, eta), args.n),
+            (f"ours DDIM-20 eta {eta:g}", ours_fn("ddim", 20, 1.0, eta), args.n),
+            (f"ours DDIM-50 eta {eta:g} (n as DDPM)", ours_fn("ddim", 50, 1.0, eta), args.n_ddpm),
+        ]
+    plans.append(
+        (f"ours DDIM-50 eta 1 guidance {args.guidance:g}", ours_fn("ddim", 50, args.guidance, 1.0),
+         args.n_class)
+    )  # fmt: skip
+    for eta in ETAS:
+        plans.append(
+            (f"diffusers DDIM-50 eta {eta:g}",
+             lambda y, eta=eta: sample_baseline(baseline, y, 50, 1, eta), args.n)
+        )  # fmt: skip
     if args.n_baseline_ddpm:
         plans.append(
             ("diffusers DDPM-1000", lambda y: sample_baseline(baseline, y, 1000, 1),
@@ -232,8 +243,6 @@ def main(argv: list[str] | None = None) -> None:
         )  # fmt: skip
     for name, fn, n in plans:
         rows.append(_measure(name, fn, balanced(n), scorer, out))
-    paired = ours_fn("ddim", 50, 1.0)
-    rows.append(_measure("ours DDIM-50 (n as DDPM)", paired, balanced(args.n_ddpm), scorer, out))
 
     params = {
         "ours": sum(p.numel() for p in ours.model.parameters()),
@@ -268,8 +277,8 @@ def _section(r: dict, label: str) -> list[str]:
     lines = [
         f"## generate{label}",
         "",
-        f"{r['date']}, {r['cpu']}, {r['threads']} threads, torch {r['torch']}; machine shared "
-        f"with other jobs: load average {r['load_start'][0]:.1f} at start, "
+        f"{r['date']}, {r['cpu']}, {r['threads']} threads, torch {r['torch']}; 1-min "
+        f"load average {r['load_start'][0]:.1f} at start, "
         f"{r['load_after_training'][0]:.1f} after training, {r['load_end'][0]:.1f} at the end; "
         f"OMP_WAIT_POLICY={r['omp_wait_policy']}.",
         f"Each model trained {r['minutes']:g} min on Fashion-MNIST (28 px): ours ({r['model']}, "
@@ -288,19 +297,27 @@ def _section(r: dict, label: str) -> list[str]:
             f"| {row['name']} | {row['n']} | {row['samples_per_s']:.2f} | {row['fid']:.2f} | "
             f"{row['floor']:.2f} | {row['class_accuracy']:.1%} |"
         )
-    ddpm, paired = rows["ours DDPM-1000"], rows["ours DDIM-50 (n as DDPM)"]
+    ddpm = rows["ours DDPM-1000"]
     guided = next(row for name, row in rows.items() if "guidance" in name)
-    ratio = paired["fid"] / ddpm["fid"]
-    ours50, theirs50 = rows["ours DDIM-50"], rows["diffusers DDIM-50"]
-    lines += [
-        "",
-        f"Targets: conditional samples judged as their class >= 85%: "
-        f"{guided['class_accuracy']:.1%} ({guided['name']}) — "
-        f"{'met' if guided['class_accuracy'] >= 0.85 else 'MISSED'}; DDIM-50 FID within 15% of "
-        f"DDPM-1000 (same n): ratio {ratio:.2f} — {'met' if ratio <= 1.15 else 'MISSED'}; our "
-        f"FID below diffusers' at equal time (DDIM-50, same n): {ours50['fid']:.2f} vs "
-        f"{theirs50['fid']:.2f} — {'met' if ours50['fid'] < theirs50['fid'] else 'MISSED'}.",
-    ]
+    ok = lambda flag: "met" if flag else "MISSED"  # noqa: E731
+    lines += ["", "Targets:", ""]
+    lines.append(
+        f"- conditional samples judged as their class >= 85%: {guided['class_accuracy']:.1%} "
+        f"({guided['name']}): {ok(guided['class_accuracy'] >= 0.85)}"
+    )
+    for eta in ETAS:
+        paired = rows[f"ours DDIM-50 eta {eta:g} (n as DDPM)"]
+        ratio = paired["fid"] / ddpm["fid"]
+        lines.append(
+            f"- DDIM-50 eta {eta:g} FID within 15% of DDPM-1000 (same n): {paired['fid']:.2f} vs "
+            f"{ddpm['fid']:.2f}, ratio {ratio:.2f}: {ok(ratio <= 1.15)}"
+        )
+    for eta in ETAS:
+        ours50, theirs50 = rows[f"ours DDIM-50 eta {eta:g}"], rows[f"diffusers DDIM-50 eta {eta:g}"]
+        lines.append(
+            f"- our FID below diffusers' at equal time (DDIM-50 eta {eta:g}, same n): "
+            f"{ours50['fid']:.2f} vs {theirs50['fid']:.2f}: {ok(ours50['fid'] < theirs50['fid'])}"
+        )
     return lines
 
 

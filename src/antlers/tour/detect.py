@@ -9,6 +9,7 @@ final detections on more held-out scenes with their COCO AP.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from antlers.tour.page import Chapter, TourContext, figure, paragraph, table
 
@@ -46,16 +47,7 @@ def detect_chapter(ctx: TourContext) -> Chapter:
     import torch
 
     from antlers.data.object_scenes import load_scenes
-    from antlers.tasks.detect_figures import (
-        detection_captions,
-        detections_grid,
-        draw_boxes,
-        save_picture,
-        stages_figure,
-    )
-    from antlers.tasks.detect_metrics import coco_evaluate, coco_ground_truth, coco_results
     from antlers.tasks.detect_model import DetectorConfig, TwoStageDetector
-    from antlers.viz import save_figure
 
     size, n_train, seconds = (96, 160, 4) if ctx.quick else (128, 1200, 62)
     train = load_scenes("train", n=n_train, image_size=size, fashion=False)
@@ -69,23 +61,7 @@ def detect_chapter(ctx: TourContext) -> Chapter:
         pixels.std(dim=(0, 2, 3)).tolist(),
     )
     steps = _train(model, train, seconds)
-    model.eval()
-    images = test.images.float() / 255
-    with torch.no_grad():
-        stages = model.stages(images)
-    folder = ctx.out / "detect"
-    save_figure(stages_figure(images[0], stages[0], train.classes), folder / "stages.png")
-    found = [s.detections for s in stages]
-    scores = coco_evaluate(
-        coco_ground_truth(test.boxes, test.labels, (size, size), len(train.classes)),
-        coco_results(found),
-    )
-    pictures = []
-    for image, d in zip(images[:8], found[:8], strict=True):
-        shown = {k: v[d["scores"] >= 0.5] for k, v in d.items()}
-        captions, colours = detection_captions(shown, train.classes)
-        pictures.append(draw_boxes(image, shown["boxes"], captions, colours, zoom=2))
-    save_picture(detections_grid(pictures), folder / "detections.png")
+    stages, scores = _evaluate_and_draw(ctx, model.eval(), test, train.classes)
     p = stages[0].proposals
     body = "\n".join(
         [
@@ -119,3 +95,37 @@ def detect_chapter(ctx: TourContext) -> Chapter:
     )
     summary = f"AP50 {scores.ap50:.2f}, AP {scores.ap:.2f} on {len(test)} held-out scenes"
     return Chapter(7, "Object detection: propose, classify, suppress", body, summary)
+
+
+def _evaluate_and_draw(ctx: TourContext, model: Any, test: Any, classes: list[str]) -> Any:
+    """Run the stages on the held-out scenes, draw the first scene's stages and eight scenes'
+    detections (score >= 0.5), and score all of them; returns (stages, COCO scores)."""
+    import torch
+
+    from antlers.tasks.detect_figures import (
+        detection_captions,
+        detections_grid,
+        draw_boxes,
+        save_picture,
+        stages_figure,
+    )
+    from antlers.tasks.detect_metrics import coco_evaluate, coco_ground_truth, coco_results
+    from antlers.viz import save_figure
+
+    images = test.images.float() / 255
+    with torch.no_grad():
+        stages = model.stages(images)
+    folder = ctx.out / "detect"
+    save_figure(stages_figure(images[0], stages[0], classes), folder / "stages.png")
+    found = [s.detections for s in stages]
+    size = tuple(images.shape[-2:])
+    scores = coco_evaluate(
+        coco_ground_truth(test.boxes, test.labels, size, len(classes)), coco_results(found)
+    )
+    pictures = []
+    for image, d in zip(images[:8], found[:8], strict=True):
+        shown = {k: v[d["scores"] >= 0.5] for k, v in d.items()}
+        captions, colours = detection_captions(shown, classes)
+        pictures.append(draw_boxes(image, shown["boxes"], captions, colours, zoom=2))
+    save_picture(detections_grid(pictures), folder / "detections.png")
+    return stages, scores

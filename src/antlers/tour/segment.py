@@ -8,6 +8,7 @@ pooled over the test pixels.
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 from antlers.tour.page import Chapter, TourContext, figure, paragraph, table
 
@@ -20,37 +21,14 @@ QUICK = {"time": None, "epochs": 3, "scenes": (800, 60), "image_size": 32, "mode
 
 
 def segment_chapter(ctx: TourContext) -> Chapter:
-    from antlers.config import TrainConfig
-    from antlers.engine.fit import fit
-    from antlers.run import Run
-    from antlers.tasks.segment import SegmentTask
-
     plan = QUICK if ctx.quick else FULL
-    task = SegmentTask(scenes=plan["scenes"])
     length = f"{plan['time']} s" if plan["time"] else f"{plan['epochs']} epochs"
     ctx.log(f"      training {plan['model']} on scenes for {length}")
     folder = ctx.out / "segment" / "ch6_run"
-    shutil.rmtree(folder, ignore_errors=True)
-    config = TrainConfig(
-        **{
-            **task.config_defaults,
-            "task": "segment",
-            "model": plan["model"],
-            "image_size": plan["image_size"],
-            "time": plan["time"],
-            "epochs": plan["epochs"],
-            "batch_size": 16,
-            "out": str(ctx.out),
-            "name": "ch6_run",
-        }
-    )
-    result = fit(task, config, log=lambda *_: None)
-    last = result.history[-1]
-    run = Run.load(folder / "weights" / "last.safetensors")  # the model at the end
-    scores = task.evaluate(run.model, task.test_loader(run.meta, "scenes"))
+    last, scores, classes = _train_and_score(ctx, plan)
     rows = [
         {"class": c, "IoU": f"{scores[f'iou_{c}']:.3f}"}
-        for c in run.classes
+        for c in classes
         if scores[f"iou_{c}"] == scores[f"iou_{c}"]  # NaN: not in the test scenes
     ]
     captions = {
@@ -90,3 +68,34 @@ def segment_chapter(ctx: TourContext) -> Chapter:
     )
     summary = f"U-Net mIoU {last['val_miou']:.3f} on held-out scenes after {last['seconds']:.0f} s"
     return Chapter(6, "Segmentation", body, summary)
+
+
+def _train_and_score(ctx: TourContext, plan: dict[str, Any]) -> tuple[dict, dict, list[str]]:
+    """Train ``plan``'s model into ``<out>/segment/ch6_run`` (replacing an older one) and score
+    the weights at the end of training on the test scenes; returns (last metrics row, test
+    scores, class names)."""
+    from antlers.config import TrainConfig
+    from antlers.engine.fit import fit
+    from antlers.run import Run
+    from antlers.tasks.segment import SegmentTask
+
+    task = SegmentTask(scenes=plan["scenes"])
+    folder = ctx.out / "segment" / "ch6_run"
+    shutil.rmtree(folder, ignore_errors=True)
+    config = TrainConfig(
+        **{
+            **task.config_defaults,
+            "task": "segment",
+            "model": plan["model"],
+            "image_size": plan["image_size"],
+            "time": plan["time"],
+            "epochs": plan["epochs"],
+            "batch_size": 16,
+            "out": str(ctx.out),
+            "name": "ch6_run",
+        }
+    )
+    result = fit(task, config, log=lambda *_: None)
+    run = Run.load(folder / "weights" / "last.safetensors")  # the model at the end
+    scores = task.evaluate(run.model, task.test_loader(run.meta, "scenes"))
+    return result.history[-1], scores, run.classes
