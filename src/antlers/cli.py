@@ -215,7 +215,9 @@ def _add_sample_parser(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--n", type=int, default=64, help="how many images (default 64)")
     sample.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim")
     sample.add_argument("--steps", type=int, default=50, help="DDIM steps (DDPM uses all T)")
-    sample.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic")
+    sample.add_argument(
+        "--eta", type=float, default=1.0, help="DDIM noise (default 1; 0: deterministic DDIM)"
+    )
     sample.add_argument("--class", dest="label", help="class name (default: each in turn)")
     sample.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance")
     sample.add_argument("--seed", type=int, default=0)

@@ -93,13 +93,14 @@ class Run:
         *,
         sampler: str = "ddim",
         steps: int = 50,
-        eta: float = 0.0,
+        eta: float = 1.0,
         label: str | int | None = None,
         guidance: float = 3.0,
         seed: int = 0,
     ) -> Tensor:
         """Generate ``n`` images (n, C, H, W) in [0, 1] with a ``generate`` run: DDPM (all T
-        steps) or DDIM (``steps``, ``eta``); ``label`` (a class name or index) conditions every
+        steps) or DDIM (``steps``, ``eta``: 1 by default, 0 for the deterministic DDIM, see
+        ``diffusion_sampling.DEFAULT_ETA``); ``label`` (a class name or index) conditions every
         sample on that class with classifier-free ``guidance``; None cycles through the classes.
         The same ``seed`` gives the same images. ValueError for runs of other tasks."""
         return self.sample_with_trajectory(
