@@ -248,3 +248,18 @@ def test_frechet_distance_matches_torchmetrics_fid_with_a_custom_feature_module(
         ours = frechet_distance(features(fake), features(real))
     assert ours == pytest.approx(float(fid.compute()), rel=1e-3)
     assert ours > 0.01
+
+
+def test_every_entry_point_uses_the_same_default_eta() -> None:
+    """The CLI, Run.sample and sample() share DDIM's default eta (1: measured best for short
+    training, docs/benchmarks.md), so the documented default is what every path draws with."""
+    import inspect
+
+    from antlers.cli import build_parser
+    from antlers.run import Run
+    from antlers.tasks.diffusion_sampling import DEFAULT_ETA, sample
+
+    assert inspect.signature(sample).parameters["eta"].default == DEFAULT_ETA
+    assert inspect.signature(Run.sample).parameters["eta"].default == DEFAULT_ETA
+    args = build_parser().parse_args(["sample", "some_run"])
+    assert args.eta == DEFAULT_ETA
