@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
 __all__ = [
+    "EpochBatches",
     "TensorLoader",
     "count_batches",
     "epoch_order",
@@ -93,8 +95,55 @@ def random_flip(images: Tensor, generator: torch.Generator) -> Tensor:
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
+class EpochBatches:
+    """What every loader shares: each epoch's sample order, sharded as DistributedSampler does
+    (``epoch_order``), cut into batches, and one seeded generator per batch for augmentation,
+    so a run resumed at any batch sees the same batches. Subclasses (dataclasses) provide the
+    attributes below and ``num_samples``, and define ``epoch(epoch, start_batch)``."""
+
+    batch_size: int
+    shuffle: bool
+    seed: int
+    rank: int
+    world_size: int
+    drop_last: bool
+    num_samples: int
+
+    def _indices(self, epoch: int) -> Tensor:
+        return epoch_order(
+            self.num_samples,
+            epoch,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+            drop_last=self.drop_last,
+        )
+
+    def batches_per_epoch(self) -> int:
+        return count_batches(self._indices(0), self.batch_size, self.drop_last)
+
+    def batch_indices(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[int, Tensor]]:
+        """(batch number, sample indices) for the batches of ``epoch`` from ``start_batch`` on."""
+        order = self._indices(epoch)
+        for b in range(start_batch, count_batches(order, self.batch_size, self.drop_last)):
+            yield b, order[b * self.batch_size : (b + 1) * self.batch_size]
+
+    def augment_generator(self, epoch: int, batch: int) -> torch.Generator:
+        """The random generator of one batch's augmentation: a function of (seed, epoch, batch,
+        rank) only."""
+        key = hash((self.seed, epoch, batch, self.rank)) & 0x7FFF_FFFF
+        return torch.Generator().manual_seed(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.epoch(0)  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch()
+
+
 @dataclass
-class TensorLoader:
+class TensorLoader(EpochBatches):
     """Iterate over ``(images, labels)`` in batches of dicts {"image": float [0,1], "label"}.
 
     images: uint8 (N, C, H, W); labels: int64 (N,). ``crop_padding`` and ``flip`` turn on the
@@ -113,41 +162,17 @@ class TensorLoader:
     world_size: int = 1
     drop_last: bool = False
 
-    def _indices(self, epoch: int) -> Tensor:
-        return epoch_order(
-            len(self.labels),
-            epoch,
-            shuffle=self.shuffle,
-            seed=self.seed,
-            rank=self.rank,
-            world_size=self.world_size,
-            drop_last=self.drop_last,
-        )
-
     @property
     def num_samples(self) -> int:
         return len(self.labels)
 
-    def batches_per_epoch(self) -> int:
-        return count_batches(self._indices(0), self.batch_size, self.drop_last)
-
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, Tensor]]:
         """The batches of ``epoch``, starting at batch ``start_batch`` (for resume)."""
-        indices = self._indices(epoch)
-        for b in range(start_batch, self.batches_per_epoch()):
-            index = indices[b * self.batch_size : (b + 1) * self.batch_size]
+        for b, index in self.batch_indices(epoch, start_batch):
             images = self.images[index].float().div_(255)
             if self.crop_padding or self.flip:
-                generator = torch.Generator().manual_seed(
-                    hash((self.seed, epoch, b, self.rank)) & 0x7FFF_FFFF
-                )
+                generator = self.augment_generator(epoch, b)
                 images = random_crop(images, self.crop_padding, generator)
                 if self.flip:
                     images = random_flip(images, generator)
             yield {"image": images, "label": self.labels[index]}
-
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        return self.epoch(0)
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch()

@@ -19,7 +19,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from antlers.data.boxset import DetectionSet
-from antlers.engine.loader import count_batches, epoch_order
+from antlers.engine.loader import EpochBatches
 
 __all__ = ["DetectionLoader", "flip_sample"]
 
@@ -32,7 +32,7 @@ def flip_sample(image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @dataclass
-class DetectionLoader:
+class DetectionLoader(EpochBatches):
     """Iterate over a DetectionSet in batches {"image": float (B, 3, S, S) in [0, 1],
     "boxes": B tensors (n_i, 4), "labels": B tensors (n_i,), "index": (B,) dataset rows}."""
 
@@ -45,41 +45,18 @@ class DetectionLoader:
     world_size: int = 1
     drop_last: bool = False
 
-    def _indices(self, epoch: int) -> Tensor:
-        return epoch_order(
-            len(self.data),
-            epoch,
-            shuffle=self.shuffle,
-            seed=self.seed,
-            rank=self.rank,
-            world_size=self.world_size,
-            drop_last=self.drop_last,
-        )
-
     @property
     def num_samples(self) -> int:
         return len(self.data)
 
-    def batches_per_epoch(self) -> int:
-        return count_batches(self._indices(0), self.batch_size, self.drop_last)
-
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, Any]]:
         """The batches of ``epoch`` from batch ``start_batch`` on (for resume)."""
-        indices = self._indices(epoch)
-        for b in range(start_batch, self.batches_per_epoch()):
-            index = indices[b * self.batch_size : (b + 1) * self.batch_size]
+        for b, index in self.batch_indices(epoch, start_batch):
             images = self.data.images[index].float().div_(255)
             boxes = [self.data.boxes[i] for i in index.tolist()]
             labels = [self.data.labels[i] for i in index.tolist()]
             if self.flip:
-                seed = hash((self.seed, epoch, b, self.rank)) & 0x7FFF_FFFF
-                flips = torch.rand(len(index), generator=torch.Generator().manual_seed(seed))
+                flips = torch.rand(len(index), generator=self.augment_generator(epoch, b))
                 for i in torch.nonzero(flips < 0.5).flatten().tolist():
                     images[i], boxes[i] = flip_sample(images[i], boxes[i])
             yield {"image": images, "boxes": boxes, "labels": labels, "index": index}
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return self.epoch(0)
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch()

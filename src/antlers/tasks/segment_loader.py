@@ -56,14 +56,10 @@ class SegmentLoader(TensorLoader):
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, Tensor]]:
         """The batches of ``epoch`` from ``start_batch`` on (for resume)."""
-        indices = self._indices(epoch)
-        for b in range(start_batch, self.batches_per_epoch()):
-            index = indices[b * self.batch_size : (b + 1) * self.batch_size]
+        for b, index in self.batch_indices(epoch, start_batch):
             images, masks = self.images[index], self.labels[index]
             if self.crop_padding or self.flip:
-                generator = torch.Generator().manual_seed(
-                    hash((self.seed, epoch, b, self.rank)) & 0x7FFF_FFFF
-                )
+                generator = self.augment_generator(epoch, b)
                 if self.crop_padding:
                     images, masks = joint_random_crop(images, masks, self.crop_padding, generator)
                 if self.flip:
