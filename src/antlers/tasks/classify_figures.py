@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,6 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor
-
-from antlers.fileio import atomic_write
 
 __all__ = ["confusion_figure", "image_grid_figure", "report_html"]
 
@@ -59,21 +56,9 @@ def image_grid_figure(images: Tensor, captions: Sequence[str], columns: int = 8)
 
 def report_html(run_dir: Path, report: dict[str, Any]) -> Path:
     """report.html linking the run's files, with the per-class accuracy table."""
-    rows = "".join(
-        f"<tr><td>{html.escape(c)}</td><td>{a:.1%}</td></tr>"
-        for c, a in report["per_class_accuracy"].items()
-    )
-    images = "".join(
-        f'<h2>{name}</h2><img src="{name}.png" style="max-width:100%">'
-        for name in ("curves", "confusion", "misclassified")
-        if (run_dir / f"{name}.png").exists()
-    )
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>antlers run</title></head>"
-        f"<body style='font-family:sans-serif'><h1>{html.escape(str(run_dir))}</h1>"
-        f"<p>test accuracy {report['accuracy']:.2%} · <a href='metrics.csv'>metrics.csv</a> · "
-        "<a href='config.json'>config.json</a> · weights in <code>weights/</code></p>"
-        f"<table border=1 cellpadding=4><tr><th>class</th><th>accuracy</th></tr>{rows}</table>"
-        f"{images}</body></html>"
-    )
-    return atomic_write(run_dir / "report.html", page)
+    from antlers.viz import write_report_html
+
+    per_class = {c: f"{a:.1%}" for c, a in report["per_class_accuracy"].items()}
+    summary = f"test accuracy {report['accuracy']:.2%}"
+    figures = ("curves", "confusion", "misclassified")
+    return write_report_html(run_dir, summary, "accuracy", per_class, figures)

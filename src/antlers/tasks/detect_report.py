@@ -8,7 +8,6 @@ category ids as in the training data, "file_name" beside each "image_id").
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 from typing import Any
@@ -151,23 +150,9 @@ def write_report(task: Any, run_dir: Path, model: nn.Module, data: Any) -> dict[
 
 
 def _report_html(run_dir: Path, report: dict[str, Any]) -> Path:
-    from antlers.fileio import atomic_write
+    from antlers.viz import write_report_html
 
-    rows = "".join(
-        f"<tr><td>{html.escape(c)}</td><td>{a:.3f}</td></tr>"
-        for c, a in report["per_class_ap"].items()
-    )
-    images = "".join(
-        f'<h2>{name}</h2><img src="{name}.png" style="max-width:100%">'
-        for name in ("curves", "pr_curve", "detections")
-        if (run_dir / f"{name}.png").exists()
-    )
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>antlers run</title></head>"
-        f"<body style='font-family:sans-serif'><h1>{html.escape(str(run_dir))}</h1>"
-        f"<p>test AP {report['ap']:.3f} · AP50 {report['ap50']:.3f} · AP75 {report['ap75']:.3f} · "
-        "<a href='metrics.csv'>metrics.csv</a> · <a href='config.json'>config.json</a></p>"
-        f"<table border=1 cellpadding=4><tr><th>class</th><th>AP</th></tr>{rows}</table>"
-        f"{images}</body></html>"
-    )
-    return atomic_write(run_dir / "report.html", page)
+    summary = f"test AP {report['ap']:.3f} · AP50 {report['ap50']:.3f} · AP75 {report['ap75']:.3f}"
+    per_class = {c: f"{a:.3f}" for c, a in report["per_class_ap"].items()}
+    figures = ("curves", "pr_curve", "detections")
+    return write_report_html(run_dir, summary, "AP", per_class, figures)

@@ -7,7 +7,6 @@ rows = true class, row-normalised colours) and ``report.html`` linking them.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,6 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
-
-from antlers.fileio import atomic_write
 
 __all__ = ["iou_figure", "overlays_figure", "test_confusion", "write_report"]
 
@@ -117,21 +114,12 @@ def write_report(task: Any, run_dir: Path, model: nn.Module, data: Any) -> dict[
 
 
 def _report_html(run_dir: Path, report: dict[str, Any]) -> Path:
-    rows = "".join(
-        f"<tr><td>{html.escape(c)}</td><td>{v:.3f}</td></tr>" for c, v in report["iou"].items()
+    from antlers.viz import write_report_html
+
+    summary = (
+        f"test mIoU {report['miou']:.3f} (pooled over the test set's pixels) · pixel accuracy "
+        f"{report['pixel_accuracy']:.2%}"
     )
-    images = "".join(
-        f'<h2>{name}</h2><img src="{name}.png" style="max-width:100%">'
-        for name in ("curves", "overlays", "iou", "confusion")
-        if (run_dir / f"{name}.png").exists()
-    )
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>antlers run</title></head>"
-        f"<body style='font-family:sans-serif'><h1>{html.escape(str(run_dir))}</h1>"
-        f"<p>test mIoU {report['miou']:.3f} (pooled over the test set's pixels) · pixel accuracy "
-        f"{report['pixel_accuracy']:.2%} · <a href='metrics.csv'>metrics.csv</a> · "
-        "<a href='config.json'>config.json</a> · weights in <code>weights/</code></p>"
-        f"<table border=1 cellpadding=4><tr><th>class</th><th>IoU</th></tr>{rows}</table>"
-        f"{images}</body></html>"
-    )
-    return atomic_write(run_dir / "report.html", page)
+    per_class = {c: f"{v:.3f}" for c, v in report["iou"].items()}
+    figures = ("curves", "overlays", "iou", "confusion")
+    return write_report_html(run_dir, summary, "IoU", per_class, figures)
