@@ -188,3 +188,31 @@ def test_initial_weights_from_a_torchvision_safetensors_file(tmp_path: Path) -> 
     torch.save(source.state_dict(), pickle_file)
     with pytest.raises(CheckpointError, match=r"pickled \.pth files are refused"):
         load_matching(model, pickle_file)
+
+
+def test_ema_follows_its_formula_with_warm_up() -> None:
+    """The fused EMA update against the formula in float64: the first update copies, then
+    averaged = d * averaged + (1 - d) * current with d = min(decay, (1 + n) / (10 + n))."""
+    from torch import nn
+
+    from antlers.engine.training import make_ema
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
+    ema = make_ema(model, 0.9)
+    expected: dict[str, torch.Tensor] = {}
+    for n in range(6):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model(torch.randn(2, 1, 5, 5))  # moves the BatchNorm statistics too
+        ema.update_parameters(model)
+        d = min(0.9, (1 + n) / (10 + n)) if n else 0.0
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                expected[k] = expected.get(k, 0) * d + v.double() * (1 - d)
+    averaged = ema.module.state_dict()
+    for k, v in expected.items():
+        torch.testing.assert_close(averaged[k].double(), v, rtol=1e-6, atol=1e-6)
+    assert not torch.equal(averaged["0.weight"], model.state_dict()["0.weight"])
+    assert averaged["1.num_batches_tracked"] == 6  # counters are copied

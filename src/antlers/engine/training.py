@@ -42,17 +42,23 @@ def make_ema(model: nn.Module, decay: float | None) -> Any:
     """torch's AveragedModel keeping an exponential moving average of weights and buffers.
 
     The decay warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates (as timm's
-    ModelEmaV2 does), so a short run's average is not dominated by its random start.
+    ModelEmaV2 does), so a short run's average is not dominated by its random start. The update
+    is one fused ``_foreach_lerp_`` per dtype (as torch's ``get_ema_multi_avg_fn``): a loop over
+    parameters cost as much as the training step itself on a GPU (docs/benchmarks.md, cuda).
+    Integer buffers (BatchNorm's batch counter) are copied, not averaged.
     """
     if not decay:  # None or 0: no EMA
         return None
     from torch.optim.swa_utils import AveragedModel
 
-    def average(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    def average(averaged: list[torch.Tensor], current: list[torch.Tensor], n: Any) -> None:
         d = min(decay, (1 + int(n)) / (10 + int(n)))
-        return averaged * d + current * (1 - d)
+        if averaged[0].is_floating_point():
+            torch._foreach_lerp_(averaged, current, 1 - d)  # averaged * d + current * (1 - d)
+        else:
+            torch._foreach_copy_(averaged, current)
 
-    return AveragedModel(model, avg_fn=average, use_buffers=True)
+    return AveragedModel(model, multi_avg_fn=average, use_buffers=True)
 
 
 def reduce_metrics(
