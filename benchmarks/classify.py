@@ -152,7 +152,7 @@ def report(ref: dict, runs: dict[float, list[dict]], threads: int) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--budgets", type=float, nargs="+", default=[40, 60, 120, 180])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[30, 60, 120, 180])
     parser.add_argument("--reference-cap", type=float, default=900)
     parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args(argv)

@@ -96,8 +96,11 @@ def test_what_cnns_learn_chapter(quick_tour: tuple[Path, str]) -> None:
     page = (out / "index.html").read_text()
     assert '<section id="ch5">' in page
     assert "no chapter 4 run" not in log  # it looked into chapter 4's classifier
-    for name in ("kernels", "kernel_evolution", "feature_maps", "gradcam", "heatmaps"):
+    for name in ("kernels", "feature_maps", "gradcam", "heatmaps"):
         assert f'<img src="explain/{name}.png"' in page, name
+    # fast_resnet's first layer is computed (patch whitening): no evolution to show, and it says so
+    assert "kernel_evolution" not in page
+    assert "does not learn its first layer" in page
     assert len(re.findall(r'<img src="explain/topk_[^"]+\.png"', page)) == 2  # early, deep
     found = re.search(r"moose detector found (\d) of (\d) objects", log)
     assert found, "chapter 5 summary missing"

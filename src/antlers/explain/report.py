@@ -156,9 +156,11 @@ def _kernel_files(subject: Subject, out: Path) -> list[Path]:
         return []
     name, conv = found
     cout, cin, kh, kw = conv.weight.shape
-    title = f"{name}: {cout} kernels of {cin}x{kh}x{kw}"
+    learned = conv.weight.requires_grad  # fast_resnet's patch whitening is computed, fixed
+    kind = "kernels" if learned else "fixed kernels (computed from the data)"
+    title = f"{name}: {cout} {kind} of {cin}x{kh}x{kw}"
     written = [save_figure(kernels_figure(conv.weight, title), out / "kernels.png")]
-    snapshots = load_kernels(subject.run_dir) if subject.run_dir is not None else {}
+    snapshots = load_kernels(subject.run_dir) if subject.run_dir is not None and learned else {}
     if len(snapshots) > 1:
         figure = kernel_evolution_figure(snapshots)
         written.append(save_figure(figure, out / "kernel_evolution.png"))

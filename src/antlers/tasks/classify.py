@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from antlers.config import TrainConfig
 from antlers.engine.loader import TensorLoader, image_meta
-from antlers.tasks.classify_models import build_classifier
+from antlers.tasks.classify_models import FAST_RESNET_WIDTH, build_classifier
+from antlers.tasks.patch_whitening import patch_whitening_weights
 
 __all__ = ["ClassifyTask", "TaskData"]
 
@@ -58,6 +59,11 @@ class ClassifyTask:
         meta = image_meta(self.name, model, config.data, train.images, train.classes)
         flip = config.augment and train.name not in NO_FLIP
         meta["tta_flip"] = flip
+        if model == "fast_resnet":  # its fixed first layer is computed from the training images
+            kernels = patch_whitening_weights(
+                train.images, meta["mean"], meta["std"], keep=FAST_RESNET_WIDTH
+            )
+            meta["patch_whitening"] = kernels.flatten(1).tolist()
         return TaskData(
             train=TensorLoader(
                 train.images,

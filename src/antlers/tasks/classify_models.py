@@ -6,10 +6,12 @@
 preprocessing knowledge.
 
 * ``fast_resnet`` (default): a small residual network designed for time-to-accuracy on a CPU, after
-  the ResNet-9 of the DAWNBench / airbench speed records: conv-BN-ReLU blocks, max pooling early so
-  the expensive layers run at low resolution, one residual pair per stage, global max pooling and
-  a scaled-down linear head. About 0.1 M parameters at the default width 8: channel counts that
-  are multiples of 8 keep oneDNN's AVX2 kernels busy (width 10 or 12 measured slower per FLOP).
+  the ResNet-9 of the DAWNBench / airbench speed records: a fixed patch-whitening first layer
+  (``patch_whitening.py``; its kernels come from the training images, in ``meta``), max pooling
+  early so the expensive layers run at low resolution, conv-BN-ReLU blocks with one residual pair
+  per stage, global max pooling and a scaled-down linear head. About 0.1 M parameters at the
+  default width 8: channel counts that are multiples of 8 keep oneDNN's AVX2 kernels busy (width
+  10 or 12 measured slower per FLOP).
 * ``lecture_cnn``: the lecture's network sized for the input; ``alexnet`` (227x227 inputs) and
   ``alexnet_small`` (the same five-conv, three-dense layout for 28-64 px images).
 * any torchvision classification model by name (``resnet18``, ...), ``weights=None``; grayscale
@@ -25,8 +27,11 @@ import torch
 from torch import Tensor, nn
 
 from antlers.nets import AlexNet, lecture_cnn
+from antlers.tasks.patch_whitening import PatchWhitening
 
-__all__ = ["MODELS", "build_classifier", "fast_resnet"]
+__all__ = ["FAST_RESNET_WIDTH", "MODELS", "build_classifier", "fast_resnet"]
+
+FAST_RESNET_WIDTH = 8
 
 
 class Normalize(nn.Module):
@@ -73,12 +78,22 @@ class Scale(nn.Module):
         return x * self.factor
 
 
-def fast_resnet(in_channels: int, num_classes: int, width: int = 8) -> nn.Sequential:
-    """ResNet-9-style classifier for small images (28-64 px): H/8 x W/8 at the last stage."""
+def fast_resnet(
+    in_channels: int,
+    num_classes: int,
+    width: int = FAST_RESNET_WIDTH,
+    whitening: Tensor | None = None,
+) -> nn.Sequential:
+    """ResNet-9-style classifier for small images (28-64 px): H/8 x W/8 at the last stage.
+
+    ``whitening``: the (width, C, 3, 3) kernels of the first layer (``patch_whitening_weights``
+    of the training images); None leaves them to a state dict. The first layer's ``2 * width``
+    outputs are pooled at once: the stride-1 work at full resolution is that one fixed layer.
+    """
     w = width
     return nn.Sequential(
-        conv_bn(in_channels, w),
-        conv_bn(w, 2 * w),
+        PatchWhitening(in_channels, w, kernels=whitening),
+        nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
         Residual(2 * w),
         conv_bn(2 * w, 4 * w),
@@ -134,13 +149,23 @@ def _torchvision(name: str, meta: dict[str, Any]) -> nn.Module:
     return model
 
 
+def _whitening(meta: dict[str, Any]) -> Tensor | None:
+    """fast_resnet's first-layer kernels saved in ``meta`` by the task, if there."""
+    if "patch_whitening" not in meta:
+        return None
+    kernels = torch.tensor(meta["patch_whitening"], dtype=torch.float32)
+    return kernels.view(len(kernels), meta["in_channels"], 3, 3)
+
+
 class _Repeat3(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return x.expand(-1, 3, -1, -1)
 
 
 MODELS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
-    "fast_resnet": lambda m: fast_resnet(m["in_channels"], len(m["classes"])),
+    "fast_resnet": lambda m: fast_resnet(
+        m["in_channels"], len(m["classes"]), whitening=_whitening(m)
+    ),
     "lecture_cnn": _lecture,
     "alexnet": lambda m: AlexNet(num_classes=len(m["classes"])),
     "alexnet_small": lambda m: alexnet_small(m["in_channels"], len(m["classes"])),

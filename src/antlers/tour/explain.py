@@ -1,11 +1,11 @@
 """Tour chapter 5: what CNNs learn.
 
 Looks into chapter 4's classifier (``classify/ch4_run``; when chapter 5 runs alone, a small
-classifier is trained on the built-in shapes first): the first layer's kernels and how they
-formed epoch by epoch, one image's feature maps, the test images (and receptive-field patches)
-that excite an early and a deep layer most, Grad-CAM, the gradient norms logged in training,
-and the moose detector: the classifier made fully convolutional and slid over a scene holding
-several objects, one heat map per class.
+classifier is trained on the built-in shapes first): the first layer's kernels (and how they
+formed epoch by epoch, when they are learned), one image's feature maps, the test images (and
+receptive-field patches) that excite an early and a deep layer most, Grad-CAM, the gradient
+norms logged in training, and the moose detector: the classifier made fully convolutional and
+slid over a scene holding several objects, one heat map per class.
 """
 
 from __future__ import annotations
@@ -136,12 +136,7 @@ def _body(subject: Any, early: str, deep: str, files: list[Path], moose: dict) -
     ]
     (h, w), (sy, sx) = moose["window"], moose["stride"]
     parts = [
-        paragraph(
-            "The first layer's kernels, each normalised to its own range (AlexNet's figure "
-            "shows 96 of them: edge detectors and colour blobs). The engine saves them every "
-            "epoch, so their formation can be watched: from random noise at epoch 0 to "
-            "oriented edges and spots."
-        ),
+        _kernels_paragraph(subject.model),
         figure(link + names["kernels"], "First-layer kernels of the trained network."),
         _optional(names, "kernel_evolution", "The same kernels epoch by epoch (0 = random)."),
         figure(
@@ -179,6 +174,28 @@ def _body(subject: Any, early: str, deep: str, files: list[Path], moose: dict) -
         figure(link + "heatmaps.png", "Per-class probability of every window over the scene."),
     ]
     return "\n".join(parts)
+
+
+def _kernels_paragraph(model: nn.Module) -> str:
+    from antlers.engine.monitor import first_conv
+
+    text = (
+        "The first layer's kernels, each normalised to its own range (AlexNet's figure shows 96 "
+        "of them: edge detectors and colour blobs). "
+    )
+    found = first_conv(model)
+    if found is not None and not found[1].weight.requires_grad:
+        return paragraph(
+            text + "fast_resnet does not learn its first layer: it computes it from the "
+            "training images, as the speed records do. The kernels are the leading eigenvectors "
+            "of the images' 3x3 patches, scaled to whiten them, each paired with its negative: "
+            "smooth ramps, edges and spots, what a first layer learns anyway, for free. The "
+            "layers after it learn; chapter 3 shows first-layer kernels learned from random starts."
+        )
+    return paragraph(
+        text + "The engine saves them every epoch, so their formation can be watched: from "
+        "random noise at epoch 0 to oriented edges and spots."
+    )
 
 
 def _optional(names: dict[str, str], key: str, caption: str) -> str:
