@@ -59,7 +59,11 @@ class TrainConfig:
     out: str = _f("runs", "parent folder of run folders (runs/<task>/<name>)")
     name: str | None = _f(None, "run folder name (exp, exp2, ... when unset)")
     device: str = _f("auto", "where to train", choices=DEVICES)
-    amp: bool = _f(True, "mixed precision on CUDA (bf16 when supported, else fp16)")
+    amp: bool = _f(
+        True,
+        "mixed precision on CUDA (bf16 when supported, else fp16); the small default models "
+        "train faster without it (docs/benchmarks.md, cuda)",
+    )
     channels_last: bool = _f(True, "channels_last memory format (faster on CUDA and CPU)")
     compile: bool = _f(False, "torch.compile the model")
     max_steps: int | None = _f(None, "stop (and save) after this many steps; resume continues")
