@@ -32,7 +32,7 @@ def record_section(section: list[str], path: Path = BENCHMARKS_MD) -> None:
         end = next(
             (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
         )
-        lines[start:end] = section
+        lines[start:end] = [*section, ""] if end < len(lines) else section  # keep the gap
     else:
         lines += ["", *section]
     atomic_write(path, "\n".join(lines).rstrip("\n") + "\n")

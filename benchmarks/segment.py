@@ -99,7 +99,8 @@ def _section(rows: list[dict], threads: int, image_size: int) -> list[str]:
         "`benchmarks/segment.py`: the built-in `scenes` (4000 training and 500 test street",
         f"scenes, {image_size}x{image_size}, 8 classes), mIoU pooled over the test pixels at the",
         "end of each budget (one run per model and budget, each schedule planned for its",
-        "budget); training time only (data generation and evaluation excluded).",
+        "budget); training time only (data generation and evaluation excluded). The models",
+        f"are the defaults: {_default_names()}.",
         "",
         f"- machine: {cpu_model()}, 2 cores shared with other jobs (see the load average);",
         f"  threads: {threads}, OMP_WAIT_POLICY=PASSIVE; torch {torch.__version__}; "
@@ -125,6 +126,12 @@ def _section(rows: list[dict], threads: int, image_size: int) -> list[str]:
             )
     lines += ["", *_verdicts(by, budgets, models)]
     return lines
+
+
+def _default_names() -> str:
+    from antlers.tasks.segment_models import DEFAULTS
+
+    return ", ".join(f"{m} = {m}-w{o['width']}-d{o['depth']}" for m, o in DEFAULTS.items() if o)
 
 
 def _verdicts(by: dict, budgets: list[float], models: list[str]) -> list[str]:

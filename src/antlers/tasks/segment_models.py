@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 MODELS = ("unet", "segnet", "lraspp")
-DEFAULTS = {"unet": {"width": 8, "depth": 3}, "segnet": {"width": 8, "depth": 3}, "lraspp": {}}
+DEFAULTS = {"unet": {"width": 16, "depth": 3}, "segnet": {"width": 8, "depth": 3}, "lraspp": {}}
 _NAME = re.compile(r"^(unet|segnet|lraspp)(?:-w(\d+))?(?:-d(\d+))?$")
 
 
