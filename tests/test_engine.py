@@ -146,6 +146,18 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path: Path) -> None:
     assert state["loop"]["step"] > 0
 
 
+def test_time_budget_stops_training_and_plans_the_schedule_for_it(tmp_path: Path) -> None:
+    config = TrainConfig(**QUICK, model="lecture_cnn", image_size=16, time=2.0, out=str(tmp_path))
+    result = fit(get_task("classify"), config, log=quiet)
+    assert result.stopped_by == "time"
+    assert len(result.history) >= 2  # several epochs of digits fit in 2 s: the clock ended it
+    last = result.history[-1]
+    assert 2.0 <= last["seconds"] < 2.5  # stopped at the first step past the budget
+    # the one-cycle schedule ran its course over the 2 s: the learning rate is near 0 at the end
+    assert last["lr"] < 0.05 * QUICK["lr"]
+    assert max(row["lr"] for row in result.history) > 0.5 * QUICK["lr"]  # it did peak
+
+
 def test_early_stop_when_the_metric_stops_improving(tmp_path: Path) -> None:
     # lr 0 and no BatchNorm: the second epoch cannot beat the first.
     config = TrainConfig(

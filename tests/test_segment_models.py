@@ -14,7 +14,14 @@ from torchmetrics.classification import (
 from antlers.tasks import get_task
 from antlers.tasks.segment import dice_loss
 from antlers.tasks.segment_metrics import confusion_matrix, metrics_from_confusion
-from antlers.tasks.segment_models import SegNet, UNet, build_segmenter, parse_model_name
+from antlers.tasks.segment_models import (
+    DoubleConv,
+    ResidualDoubleConv,
+    SegNet,
+    UNet,
+    build_segmenter,
+    parse_model_name,
+)
 
 
 def _meta(model: str, channels: int = 3, classes: int = 5) -> dict[str, object]:
@@ -33,6 +40,7 @@ def _meta(model: str, channels: int = 3, classes: int = 5) -> dict[str, object]:
         ("unet", 1, 33, 47),  # not divisible by 2**3: padded and cropped back
         ("unet-w4-d1", 3, 7, 5),
         ("unet-w4-d4", 3, 50, 70),  # the lecture's 3x50x70 input
+        ("unet-w4-d2-plain", 3, 50, 70),
         ("segnet", 3, 32, 32),
         ("segnet", 1, 33, 47),
         ("segnet-w4-d2", 3, 9, 13),
@@ -50,21 +58,43 @@ def test_logits_have_the_input_size(model: str, channels: int, h: int, w: int) -
 
 
 def test_model_names_parse_and_bad_names_list_the_allowed() -> None:
-    assert parse_model_name("unet-w32-d4") == ("unet", {"width": 32, "depth": 4})
+    assert parse_model_name("unet-w32-d4") == ("unet", {"width": 32, "depth": 4, "residual": True})
+    assert parse_model_name("unet-plain") == ("unet", {"width": 16, "depth": 3, "residual": False})
     assert parse_model_name("segnet-d2") == ("segnet", {"width": 8, "depth": 2})
     with pytest.raises(ValueError, match="allowed: unet, segnet, lraspp"):
         parse_model_name("fcn")
     with pytest.raises(ValueError, match="depth must be 1 to 6"):
         parse_model_name("unet-d9")
+    with pytest.raises(ValueError, match="-plain is a U-Net option"):
+        parse_model_name("segnet-plain")
+    with pytest.raises(ValueError, match="lraspp has no"):
+        parse_model_name("lraspp-plain")
 
 
 def test_unet_width_and_depth_set_the_architecture() -> None:
-    small, big = UNet(3, 4, width=4, depth=1), UNet(3, 4, width=8, depth=3)
+    small, big = UNet(3, 4, width=4, depth=1), UNet(3, 4, width=8, depth=3, residual=False)
     assert len(small.downs) == 1
     assert len(big.downs) == 3
     assert big.downs[-1][1][0].out_channels == 64  # width doubles per stage: 8 -> 64
+    assert isinstance(small.stem, ResidualDoubleConv)
+    assert isinstance(big.stem, DoubleConv)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(big) > 10 * count(small)
+
+
+def test_residual_block_adds_its_input_back_before_the_last_relu() -> None:
+    torch.manual_seed(0)
+    same, wider = ResidualDoubleConv(4, 4).eval(), ResidualDoubleConv(4, 6).eval()
+    x = torch.randn(2, 4, 5, 7)
+    with torch.no_grad():
+        body = same.body(x)
+        torch.testing.assert_close(same(x), torch.relu(body + x))
+        assert (body < 0).any()  # the body ends before a ReLU: negative values reach the sum
+        plain = DoubleConv(4, 4).eval()
+        plain.load_state_dict({k.removeprefix("body."): v for k, v in same.state_dict().items()})
+        assert not torch.allclose(same(x), plain(x))  # ... the addition changes the output
+        shortcut = wider.shortcut[1](wider.shortcut[0](x))  # 1x1 conv + BN: 4 -> 6 channels
+        torch.testing.assert_close(wider(x), torch.relu(wider.body(x) + shortcut))
 
 
 def test_segnet_decoder_puts_values_back_where_the_maxima_were() -> None:
@@ -82,7 +112,7 @@ def test_segnet_decoder_puts_values_back_where_the_maxima_were() -> None:
             assert kept.max() == window.max()
 
 
-@pytest.mark.parametrize("model", ["unet-w4-d2", "segnet-w4-d2", "lraspp"])
+@pytest.mark.parametrize("model", ["unet-w4-d2", "unet-w4-d2-plain", "segnet-w4-d2", "lraspp"])
 def test_every_parameter_gets_a_gradient(model: str) -> None:
     torch.manual_seed(0)
     task = get_task("segment")

@@ -99,8 +99,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise ValueError(str(error)) from None
     if result.stopped_by == "signal":
         raise SystemExit(130)  # interrupted: the state is saved, --resume continues
-    if result.stopped_by == "max_steps":
-        return
+    if result.stopped_by == "max_steps" or not result.is_main:
+        return  # under torchrun, rank 0 alone reports
     if result.history:
         last = result.history[-1]
         shown = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k.startswith("val_"))

@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as torch_dist
 
-__all__ = ["DistInfo", "all_reduce_sum", "barrier", "broadcast_buffers", "cleanup", "setup"]
+__all__ = [
+    "DistInfo",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_buffers",
+    "broadcast_object",
+    "cleanup",
+    "setup",
+]
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,15 @@ def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
     if info.enabled:
         for buffer in module.buffers():
             torch_dist.broadcast(buffer, src=0)
+
+
+def broadcast_object(value: Any, info: DistInfo) -> Any:
+    """Rank 0's ``value`` (any picklable object made by this program), on every process."""
+    if not info.enabled:
+        return value
+    box = [value]
+    torch_dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def barrier(info: DistInfo) -> None:

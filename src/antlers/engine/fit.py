@@ -57,6 +57,7 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_by: str = "epochs"  # epochs | time | early_stop | signal | max_steps
     model: nn.Module | None = None  # the trained model (EMA weights when EMA is on)
+    is_main: bool = True  # rank 0 (or a single process): the one that reports
 
 
 @dataclass
@@ -123,7 +124,8 @@ def _fit(
         run_dir = Path(resume)
         loop = _restore(run_dir / "state" / "last.pt", model, optimizer, ema)
     else:
-        run_dir = new_run_dir(config.out, task.name, config.name)
+        # rank 0 picks the free name (exp, exp2, ...): the others must not pick their own
+        run_dir = dist.broadcast_object(new_run_dir(config.out, task.name, config.name), info)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / "config.json", config.to_json())
@@ -151,7 +153,7 @@ def _fit(
     if info.is_main and stopped_by not in ("signal", "max_steps"):
         write_grad_norms(loop.grad_norms, run_dir, plot=True)
         task.report(run_dir, trainer.eval_model, data)
-    return FitResult(run_dir, loop.history, stopped_by, trainer.eval_model)
+    return FitResult(run_dir, loop.history, stopped_by, trainer.eval_model, info.is_main)
 
 
 @dataclass
@@ -189,23 +191,24 @@ class _Trainer:
             bar = Progress(
                 per_epoch - loop.batch, f"epoch {loop.epoch + 1}/{epochs}", self.info.is_main
             )
-            start, losses = time.perf_counter() - loop.elapsed, []
+            start, losses, timed_out = time.perf_counter() - loop.elapsed, [], False
             for batch in self.data.train.epoch(loop.epoch, loop.batch):
                 progress = loop.step / (epochs * per_epoch)
-                if config.time:
-                    progress = max(progress, (time.perf_counter() - start) / config.time)
+                if config.time:  # the clock as all ranks agreed after the last step
+                    progress = max(progress, loop.elapsed / config.time)
                 losses.append(self.step(batch, progress))
                 bar.update(loss=losses[-1], lr=self.optimizer.param_groups[0]["lr"])
                 loop.elapsed = time.perf_counter() - start
                 reason = _should_stop(config, loop, stop, self.info, self.device)
                 if reason == "time":
+                    timed_out = True
                     break
                 if reason:
                     bar.close()
                     return self.interrupt(reason)
             bar.close()
             finished = self.end_epoch(losses)
-            if finished or (config.time and loop.elapsed >= config.time):
+            if finished or timed_out:  # agreed by all ranks: their clocks differ
                 return finished or "time"
         return "epochs"
 
@@ -331,17 +334,21 @@ def _autocast(device: torch.device, amp: bool) -> Any:
 def _should_stop(
     config: TrainConfig, loop: _Loop, stop: StopFlag, info: dist.DistInfo, device: torch.device
 ) -> str | None:
-    """Why to stop after this step, agreed by all processes: signal, max_steps, time or None."""
-    signalled, out_of_time = float(stop.raised), 0.0
-    if config.time and loop.elapsed >= config.time:
-        out_of_time = 1.0
+    """Why to stop after this step, agreed by all processes: signal, max_steps, time or None.
+
+    Under torchrun ``loop.elapsed`` becomes the processes' mean: each one's clock runs from its
+    own start of the epoch (rank 0 starts later, having written the checkpoints), and the
+    learning rate planned from the clock must be the same everywhere or the weights diverge.
+    """
+    signalled = float(stop.raised)
     if info.enabled:
-        signalled, out_of_time = dist.all_reduce_sum([signalled, out_of_time], info, device)
+        signalled, total = dist.all_reduce_sum([signalled, loop.elapsed], info, device)
+        loop.elapsed = total / info.world_size
     if signalled:
         return "signal"
     if config.max_steps is not None and loop.step >= config.max_steps:
         return "max_steps"
-    return "time" if out_of_time else None
+    return "time" if config.time and loop.elapsed >= config.time else None
 
 
 def _restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, ema: Any) -> _Loop:

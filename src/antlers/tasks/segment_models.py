@@ -7,7 +7,10 @@ the training set's mean and std.
 * ``unet`` (Ronneberger et al. 2015): an encoder of ``depth`` stages (two 3x3 Conv + BatchNorm +
   ReLU, then 2x2 max pooling), a bottleneck, and a decoder that upsamples (2x2 transposed conv),
   concatenates the encoder's feature map of the same size (the skip connection) and convolves.
-  Width doubles at every stage, starting from ``width``.
+  Width doubles at every stage, starting from ``width``. Each pair of convolutions is residual
+  (``ResidualDoubleConv``: its input is added back before the last ReLU, as in the residual
+  U-Net of Zhang, Liu & Wang 2018), which trains faster (docs/benchmarks.md); ``unet-plain``
+  is the original's plain ``DoubleConv``.
 * ``segnet`` (Badrinarayanan et al. 2017): the same encoder, but the pooling remembers where each
   maximum was (``MaxPool2d(return_indices=True)``) and the decoder puts every value back at that
   place (``MaxUnpool2d``), zeros elsewhere, then convolves; no feature maps are copied across.
@@ -18,8 +21,9 @@ Sizes that 2**depth does not divide are padded (replicated border) up to the nex
 the logits are cropped back, so the output is always (B, K, H, W) for the input's H, W.
 
 Model names: ``unet``, ``segnet``, ``lraspp``; ``unet-w32-d4`` sets width 32 and depth 4
-(either part may be left out). The building blocks ``DoubleConv``, ``Down`` and ``Up`` are public
-for other encoder-decoders (e.g. a diffusion model's U-Net).
+(either part may be left out), ``unet-w32-d4-plain`` also drops the residual additions. The
+building blocks ``DoubleConv``, ``ResidualDoubleConv``, ``Down`` and ``Up`` are public for other
+encoder-decoders (e.g. a diffusion model's U-Net).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "MODELS",
     "DoubleConv",
     "Down",
+    "ResidualDoubleConv",
     "SegNet",
     "Segmenter",
     "UNet",
@@ -45,8 +50,12 @@ __all__ = [
 ]
 
 MODELS = ("unet", "segnet", "lraspp")
-DEFAULTS = {"unet": {"width": 16, "depth": 3}, "segnet": {"width": 8, "depth": 3}, "lraspp": {}}
-_NAME = re.compile(r"^(unet|segnet|lraspp)(?:-w(\d+))?(?:-d(\d+))?$")
+DEFAULTS = {
+    "unet": {"width": 16, "depth": 3, "residual": True},
+    "segnet": {"width": 8, "depth": 3},
+    "lraspp": {},
+}
+_NAME = re.compile(r"^(unet|segnet|lraspp)(?:-w(\d+))?(?:-d(\d+))?(-plain)?$")
 
 
 class DoubleConv(nn.Sequential):
@@ -63,36 +72,64 @@ class DoubleConv(nn.Sequential):
         )
 
 
-class Down(nn.Sequential):
-    """Max pool 2x2 then DoubleConv: (B, c_in, H, W) -> (B, c_out, H/2, W/2)."""
+class ResidualDoubleConv(nn.Module):
+    """DoubleConv whose input is added back before its last ReLU (through a 1x1 Conv +
+    BatchNorm when c_in != c_out): relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)),
+    (B, c_in, H, W) -> (B, c_out, H, W). The shortcut lets the gradient reach early layers
+    undiminished, so the network learns faster (He et al. 2016)."""
 
     def __init__(self, c_in: int, c_out: int):
-        super().__init__(nn.MaxPool2d(2), DoubleConv(c_in, c_out))
+        super().__init__()
+        self.body = nn.Sequential(*list(DoubleConv(c_in, c_out))[:-1])  # without the last ReLU
+        self.shortcut: nn.Module = nn.Identity()
+        if c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class Down(nn.Sequential):
+    """Max pool 2x2 then ``block`` (DoubleConv): (B, c_in, H, W) -> (B, c_out, H/2, W/2)."""
+
+    def __init__(self, c_in: int, c_out: int, block: type[nn.Module] = DoubleConv):
+        super().__init__(nn.MaxPool2d(2), block(c_in, c_out))
 
 
 class Up(nn.Module):
     """Transposed conv 2x2 stride 2 (c_in -> c_in/2), concatenate the skip (c_in/2 channels),
-    DoubleConv: (B, c_in, H, W) and skip (B, c_in/2, 2H, 2W) -> (B, c_out, 2H, 2W)."""
+    ``block`` (DoubleConv): (B, c_in, H, W) and skip (B, c_in/2, 2H, 2W) -> (B, c_out, 2H, 2W)."""
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, block: type[nn.Module] = DoubleConv):
         super().__init__()
         self.up = nn.ConvTranspose2d(c_in, c_in // 2, 2, stride=2)
-        self.conv = DoubleConv(c_in, c_out)
+        self.conv = block(c_in, c_out)
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         return self.conv(torch.cat([skip, self.up(x)], dim=1))
 
 
 class UNet(nn.Module):
-    """U-Net: (B, C, H, W) with H, W divisible by 2**depth -> logits (B, K, H, W)."""
+    """U-Net: (B, C, H, W) with H, W divisible by 2**depth -> logits (B, K, H, W).
+    ``residual``: ResidualDoubleConv blocks instead of DoubleConv."""
 
-    def __init__(self, in_channels: int, num_classes: int, width: int = 16, depth: int = 3):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        width: int = 16,
+        depth: int = 3,
+        residual: bool = True,
+    ):
         super().__init__()
+        block = ResidualDoubleConv if residual else DoubleConv
         widths = [width * 2**i for i in range(depth + 1)]
-        self.stem = DoubleConv(in_channels, width)
-        self.downs = nn.ModuleList(Down(a, b) for a, b in itertools.pairwise(widths))
+        self.stem = block(in_channels, width)
+        self.downs = nn.ModuleList(Down(a, b, block) for a, b in itertools.pairwise(widths))
         self.ups = nn.ModuleList(
-            Up(b, a) for a, b in zip(widths[::-1][1:], widths[::-1], strict=False)
+            Up(b, a, block) for a, b in zip(widths[::-1][1:], widths[::-1], strict=False)
         )
         self.head = nn.Conv2d(width, num_classes, 1)
 
@@ -180,17 +217,22 @@ class Segmenter(nn.Module):
 
 
 def parse_model_name(name: str) -> tuple[str, dict[str, int]]:
-    """'unet-w32-d4' -> ('unet', {'width': 32, 'depth': 4}); defaults fill what is left out."""
+    """'unet-w32-d4' -> ('unet', {'width': 32, 'depth': 4, 'residual': True}); defaults fill
+    what is left out; '-plain' (U-Net only) sets residual False."""
     match = _NAME.match(name)
     if match is None:
         raise ValueError(
             f"unknown segmentation model {name!r}; allowed: {', '.join(MODELS)}, "
-            f"optionally with -wWIDTH and -dDEPTH (e.g. unet-w32-d4)"
+            f"optionally with -wWIDTH and -dDEPTH, and -plain for unet (e.g. unet-w32-d4-plain)"
         )
-    kind, width, depth = match.groups()
+    kind, width, depth, plain = match.groups()
     options = dict(DEFAULTS[kind])
-    if kind == "lraspp" and (width or depth):
-        raise ValueError(f"{name!r}: lraspp has no width or depth options")
+    if kind == "lraspp" and (width or depth or plain):
+        raise ValueError(f"{name!r}: lraspp has no width, depth or -plain options")
+    if kind == "segnet" and plain:
+        raise ValueError(f"{name!r}: -plain is a U-Net option (SegNet has no residual blocks)")
+    if plain:
+        options["residual"] = False
     if width:
         options["width"] = int(width)
     if depth:
