@@ -216,7 +216,7 @@ class Segmenter(nn.Module):
         return self.net(x)[..., :h, :w]
 
 
-def parse_model_name(name: str) -> tuple[str, dict[str, int]]:
+def parse_model_name(name: str) -> tuple[str, dict[str, int | bool]]:
     """'unet-w32-d4' -> ('unet', {'width': 32, 'depth': 4, 'residual': True}); defaults fill
     what is left out; '-plain' (U-Net only) sets residual False."""
     match = _NAME.match(name)
