@@ -131,7 +131,11 @@ def _section(rows: list[dict], threads: int, image_size: int) -> list[str]:
 def _default_names() -> str:
     from antlers.tasks.segment_models import DEFAULTS
 
-    return ", ".join(f"{m} = {m}-w{o['width']}-d{o['depth']}" for m, o in DEFAULTS.items() if o)
+    return ", ".join(
+        f"{m} = {m}-w{o['width']}-d{o['depth']}" + (" (residual)" if o.get("residual") else "")
+        for m, o in DEFAULTS.items()
+        if o
+    )
 
 
 def _verdicts(by: dict, budgets: list[float], models: list[str]) -> list[str]:
