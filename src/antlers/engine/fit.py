@@ -124,8 +124,9 @@ def _fit(
         run_dir = Path(resume)
         loop = _restore(run_dir / "state" / "last.pt", model, optimizer, ema)
     else:
-        # rank 0 picks the free name (exp, exp2, ...): the others must not pick their own
-        run_dir = dist.broadcast_object(new_run_dir(config.out, task.name, config.name), info)
+        # rank 0 alone picks the free name (exp, exp2, ...) and tells the others
+        chosen = new_run_dir(config.out, task.name, config.name) if info.is_main else None
+        run_dir = dist.broadcast_object(chosen, info)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / "config.json", config.to_json())
