@@ -12,19 +12,20 @@ lraspp_mobilenet_v3_large(weights=None, weights_backbone=None)`` (registered in 
 the test pixels) of the model as it is at the end of its budget (the last evaluation, not the
 best). Training time excludes data generation and evaluation.
 
-OMP_WAIT_POLICY=PASSIVE is set before torch loads: on this shared two-core machine, OpenMP
-threads that spin while waiting made 2-thread training up to 10x slower than 1 thread when
-other jobs held the cores; passive waiting removes that.
+OpenMP's wait policy is left as ``antlers train`` leaves it (unset: libgomp's threads spin a
+little before they sleep) unless OMP_WAIT_POLICY is set, and the section records which. On the
+idle machine the default made a U-Net step 1.3 to 1.6x faster than OMP_WAIT_POLICY=PASSIVE
+(65-70 against 90-118 ms for 8 scenes); with another process busy on one of the two cores it is
+the other way round (295 against 179 ms, and 127 ms with one thread). So record on an idle
+machine (the load average before each run is in the section; a warning is printed when the
+machine is busy) and run with OMP_WAIT_POLICY=PASSIVE, or --threads 1, on a shared one.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import argparse
 import datetime
+import os
 import sys
 import tempfile
 import time
@@ -103,7 +104,8 @@ def _section(rows: list[dict], threads: int, image_size: int) -> list[str]:
         f"are the defaults: {_default_names()}.",
         "",
         f"- machine: {cpu_model()}, 2 cores shared with other jobs (see the load average);",
-        f"  threads: {threads}, OMP_WAIT_POLICY=PASSIVE; torch {torch.__version__}; "
+        f"  threads: {threads}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
+        f"torch {torch.__version__}; "
         f"date: {datetime.date.today()}",
         f"- load average (1 min) before each run: {', '.join(f'{v:.1f}' for v in loads)}",
         "",
@@ -154,6 +156,20 @@ def _verdicts(by: dict, budgets: list[float], models: list[str]) -> list[str]:
     return out
 
 
+def _warn_if_busy(threads: int) -> None:
+    """Say so when other processes already load the cores: spinning OpenMP threads then slow
+    every model down several times (see the docstring)."""
+    load = os.getloadavg()[0]
+    if load > 0.5 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        print(
+            f"warning: 1-min load average {load:.1f} before the first run: if other processes "
+            f"still use the cores, the timings will be slow; record on an idle machine, or run "
+            f"with OMP_WAIT_POLICY=PASSIVE (or --threads 1) to share the cores",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=BUDGETS)
@@ -163,6 +179,7 @@ def main() -> int:
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    _warn_if_busy(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as out:
         for budget in args.budgets:
