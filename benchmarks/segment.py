@@ -15,7 +15,7 @@ best). Training time excludes data generation and evaluation.
 OpenMP's wait policy is left as ``antlers train`` leaves it (unset: libgomp's threads spin a
 little before they sleep) unless OMP_WAIT_POLICY is set, and the section records which. On the
 idle machine the default made a U-Net step 1.3 to 1.6x faster than OMP_WAIT_POLICY=PASSIVE
-(65-70 against 90-118 ms for 8 scenes); with another process busy on one of the two cores it is
+(70-72 against 89-119 ms for 8 scenes); with another process busy on one of the two cores it is
 the other way round (295 against 179 ms, and 127 ms with one thread). So record on an idle
 machine (the load average before each run is in the section; a warning is printed when the
 machine is busy) and run with OMP_WAIT_POLICY=PASSIVE, or --threads 1, on a shared one.
@@ -156,7 +156,7 @@ def _verdicts(by: dict, budgets: list[float], models: list[str]) -> list[str]:
     return out
 
 
-def _warn_if_busy(threads: int) -> None:
+def _warn_if_busy() -> None:
     """Say so when other processes already load the cores: spinning OpenMP threads then slow
     every model down several times (see the docstring)."""
     load = os.getloadavg()[0]
@@ -179,7 +179,7 @@ def main() -> int:
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    _warn_if_busy(args.threads)
+    _warn_if_busy()
     rows = []
     with tempfile.TemporaryDirectory() as out:
         for budget in args.budgets:
