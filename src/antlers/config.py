@@ -64,6 +64,11 @@ class TrainConfig:
         "mixed precision on CUDA (bf16 when supported, else fp16); the small default models "
         "train faster without it (docs/benchmarks.md, cuda)",
     )
+    cpu_amp: bool = _f(
+        False,
+        "bf16 mixed precision on CPUs with native bf16 (AVX512-BF16 or AMX); faster for some "
+        "models, slower for others (docs/benchmarks.md, segment); on for segment",
+    )
     channels_last: bool = _f(True, "channels_last memory format (faster on CUDA and CPU)")
     compile: bool = _f(False, "torch.compile the model")
     max_steps: int | None = _f(None, "stop (and save) after this many steps; resume continues")

@@ -2,7 +2,8 @@
 
 Recipe per step: (1) seed the global RNG from (seed, step) so dropout is reproducible after a
 resume; (2) set the learning rate from the schedule at the current progress; (3) forward under
-autocast (CUDA only) and the task's loss; (4) stop on a non-finite loss, naming the step and
+autocast (CUDA with ``amp``; bf16 on the CPU with ``cpu_amp`` where it has native bf16) and
+the task's loss; (4) stop on a non-finite loss, naming the step and
 the last good checkpoint; (5) backward, optional gradient clipping, at ~8 sampled steps per
 epoch the per-layer gradient norms (engine/monitor.py), optimizer step, EMA update; (6) every
 epoch: evaluate (the EMA model when there is one), reduce metrics across processes, write
@@ -144,6 +145,12 @@ def _fit(
         f"training {data.meta['model']} on {config.data} ({data.train.num_samples} images, "
         f"{len(data.meta.get('classes', []))} classes) -> {run_dir}"
     )
+    if config.cpu_amp and device.type == "cpu":
+        log(
+            "bf16 autocast on the CPU"
+            if cpu_has_bf16()
+            else "cpu_amp: this CPU has no native bf16 (AVX512-BF16 or AMX); training in float32"
+        )
     fp16 = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler(enabled=fp16)  # loss scaling is only needed for fp16
     trainer = _Trainer(
@@ -220,7 +227,7 @@ class _Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(config.schedule, progress, config.peak_lr, config.warmup)
         batch = {k: self._to_device(v) for k, v in batch.items()}
-        with _autocast(self.device, config.amp):
+        with _autocast(self.device, config):
             loss = self.task.loss(self.net, batch, label_smoothing=config.label_smoothing)["loss"]
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -324,12 +331,25 @@ class _Trainer:
         write_curves(loop.history, run_dir / "curves.png")
 
 
-def _autocast(device: torch.device, amp: bool) -> Any:
-    """bf16 (or fp16 without bf16 support) autocast on CUDA; nothing on CPU."""
-    if device.type != "cuda" or not amp:
-        return nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+def _autocast(device: torch.device, config: TrainConfig) -> Any:
+    """bf16 (or fp16 without bf16 support) autocast on CUDA with ``config.amp``; bf16 autocast on
+    the CPU with ``config.cpu_amp`` where the CPU has native bf16; else nothing."""
+    if device.type == "cuda" and config.amp:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    if device.type == "cpu" and config.cpu_amp and cpu_has_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX). Without it oneDNN emulates
+    bf16 and autocast makes training several times slower (docs/benchmarks.md, cpu formats)."""
+    cpu = torch.cpu
+    return any(
+        getattr(cpu, name, lambda: False)()
+        for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    )
 
 
 def _should_stop(
