@@ -2,17 +2,18 @@
 
 Recipe per step: (1) seed the global RNG from (seed, step) so dropout is reproducible after a
 resume; (2) set the learning rate from the schedule at the current progress; (3) forward under
-autocast (CUDA with ``amp``; bf16 on the CPU with ``cpu_amp`` where it has native bf16) and
-the task's loss; (4) stop on a non-finite loss, naming the step and
-the last good checkpoint; (5) backward, optional gradient clipping, at ~8 sampled steps per
-epoch the per-layer gradient norms (engine/monitor.py), optimizer step, EMA update; (6) every
-epoch: evaluate (the EMA model when there is one), reduce metrics across processes, write
-metrics.csv, curves.png, checkpoints, the first conv's kernels and the gradient log (rank 0).
-SIGINT/SIGTERM finish the current step, save, and stop.
+autocast (CUDA with ``amp``; bf16 on a CPU with native bf16 with ``cpu_amp``) and the task's
+loss; (4) stop on a non-finite loss, naming the step and the last good checkpoint; (5)
+backward, optional gradient clipping, at ~8 sampled steps per epoch the per-layer gradient
+norms (engine/monitor.py), optimizer step, EMA update; (6) every epoch: evaluate (the EMA model
+when there is one), reduce metrics across processes, write metrics.csv, curves.png,
+checkpoints, the first conv's kernels and the gradient log (rank 0). SIGINT/SIGTERM finish the
+current step, save, and stop.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -342,6 +343,7 @@ def _autocast(device: torch.device, config: TrainConfig) -> Any:
     return nullcontext()
 
 
+@functools.cache
 def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX). Without it oneDNN emulates
     bf16 and autocast makes training several times slower (docs/benchmarks.md, cpu formats)."""
