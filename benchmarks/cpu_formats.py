@@ -43,6 +43,8 @@ def images_per_second(channels_last: bool, bf16: bool, batch: int, steps: int) -
 
 
 def main() -> None:
+    from antlers.engine.fit import cpu_has_bf16
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=256)
@@ -65,8 +67,9 @@ def main() -> None:
         "`benchmarks/cpu_formats.py`: training steps of the default `fast_resnet` on 28x28 "
         f"grayscale, batch {args.batch}.",
         "",
-        f"- machine: {cpu_model()}; threads: {args.threads}; torch {torch.__version__}; "
-        f"date: {datetime.date.today()}",
+        f"- machine: {cpu_model()}; native bf16 (AVX512-BF16 or AMX): "
+        f"{'yes' if cpu_has_bf16() else 'no'}; threads: {args.threads}; "
+        f"torch {torch.__version__}; date: {datetime.date.today()}",
         "",
         "| case | images/s | vs baseline |",
         "|---|---:|---:|",

@@ -345,8 +345,9 @@ def _autocast(device: torch.device, config: TrainConfig) -> Any:
 
 @functools.cache
 def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX). Without it oneDNN emulates
-    bf16 and autocast makes training several times slower (docs/benchmarks.md, cpu formats)."""
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX). Without those instructions
+    oneDNN emulates bf16; even with them some models train slower in bf16 (LR-ASPP,
+    docs/benchmarks.md, segment), which is why ``cpu_amp`` is opt-in per task."""
     cpu = torch.cpu
     return any(
         getattr(cpu, name, lambda: False)()
