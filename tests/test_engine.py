@@ -248,7 +248,7 @@ class _DtypeSpy:
     ("cpu_amp", "native", "expected", "said"),
     [
         (True, True, torch.bfloat16, "bf16 autocast on the CPU"),
-        (True, False, torch.float32, "no native bf16"),  # emulated bf16 is slower: not used
+        (True, False, torch.float32, "no native bf16"),  # then float32, and the log says so
         (False, True, torch.float32, None),
     ],
 )
