@@ -62,7 +62,7 @@ def _task():
 
 
 def run(model: str, budget: float, out: str, image_size: int | None) -> dict:
-    from antlers.engine.fit import cpu_has_bf16, fit
+    from antlers.engine.fit import autocast_dtype, fit
     from antlers.tasks import default_config
     from antlers.tasks.segment_loader import SegmentLoader
 
@@ -87,7 +87,7 @@ def run(model: str, budget: float, out: str, image_size: int | None) -> dict:
         "seconds": last["seconds"],
         "wall": time.perf_counter() - start,
         "load": load,
-        "precision": "bf16" if config.cpu_amp and cpu_has_bf16() else "float32",
+        "precision": "bf16" if autocast_dtype(torch.device("cpu"), config) else "float32",
         "iou": {k[4:]: v for k, v in scores.items() if k.startswith("iou_")},
     }
     print(

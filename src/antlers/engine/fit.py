@@ -121,6 +121,42 @@ def _fit(
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
     ema = make_ema(model, config.ema)
+    loop, run_dir = _open_run(task, config, resume, model, optimizer, ema, info)
+    net = model
+    if info.enabled:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if device.type == "cuda" else None
+        )
+    if config.compile:
+        net = torch.compile(net)
+    log(
+        f"training {data.meta['model']} on {config.data} ({data.train.num_samples} images, "
+        f"{len(data.meta.get('classes', []))} classes) -> {run_dir}"
+    )
+    trainer = _Trainer(
+        task, config, data, net, model, optimizer, ema, loop, run_dir, device, info, log
+    )
+    if config.cpu_amp and device.type == "cpu":
+        no_bf16 = "cpu_amp: this CPU has no native bf16 (AVX512-BF16 or AMX); training in float32"
+        log("bf16 autocast on the CPU" if trainer.dtype else no_bf16)
+    with StopFlag() as stop:
+        stopped_by = trainer.train(stop)
+    if info.is_main and stopped_by not in ("signal", "max_steps"):
+        write_grad_norms(loop.grad_norms, run_dir, plot=True)
+        task.report(run_dir, trainer.eval_model, data)
+    return FitResult(run_dir, loop.history, stopped_by, trainer.eval_model, info.is_main)
+
+
+def _open_run(
+    task: Any,
+    config: TrainConfig,
+    resume: str | Path | None,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: Any,
+    info: dist.DistInfo,
+) -> tuple[_Loop, Path]:
+    """The loop state and run folder: restored from ``resume``, else new (named by rank 0)."""
     loop = _Loop()
     if resume is not None:
         run_dir = Path(resume)
@@ -135,34 +171,7 @@ def _fit(
         if resume is None:
             save_kernels(model, run_dir, epoch=0)  # the random start of the kernels' evolution
     dist.barrier(info)
-    net = model
-    if info.enabled:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.local_rank] if device.type == "cuda" else None
-        )
-    if config.compile:
-        net = torch.compile(net)
-    log(
-        f"training {data.meta['model']} on {config.data} ({data.train.num_samples} images, "
-        f"{len(data.meta.get('classes', []))} classes) -> {run_dir}"
-    )
-    if config.cpu_amp and device.type == "cpu":
-        log(
-            "bf16 autocast on the CPU"
-            if cpu_has_bf16()
-            else "cpu_amp: this CPU has no native bf16 (AVX512-BF16 or AMX); training in float32"
-        )
-    fp16 = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler(enabled=fp16)  # loss scaling is only needed for fp16
-    trainer = _Trainer(
-        task, config, data, net, model, optimizer, ema, scaler, loop, run_dir, device, info, log
-    )
-    with StopFlag() as stop:
-        stopped_by = trainer.train(stop)
-    if info.is_main and stopped_by not in ("signal", "max_steps"):
-        write_grad_norms(loop.grad_norms, run_dir, plot=True)
-        task.report(run_dir, trainer.eval_model, data)
-    return FitResult(run_dir, loop.history, stopped_by, trainer.eval_model, info.is_main)
+    return loop, run_dir
 
 
 @dataclass
@@ -176,13 +185,18 @@ class _Trainer:
     model: nn.Module  # the bare model: its parameters are the ones saved
     optimizer: torch.optim.Optimizer
     ema: Any
-    scaler: torch.amp.GradScaler
     loop: _Loop
     run_dir: Path
     device: torch.device
     info: dist.DistInfo
     log: Any
     grad_every: int = 1  # record the per-layer gradient norms every this many steps
+    dtype: torch.dtype | None = field(init=False)  # of the forward pass under autocast (None: off)
+    scaler: torch.amp.GradScaler = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dtype = autocast_dtype(self.device, self.config)
+        self.scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16)  # fp16 only
 
     @property
     def eval_model(self) -> nn.Module:
@@ -228,7 +242,7 @@ class _Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(config.schedule, progress, config.peak_lr, config.warmup)
         batch = {k: self._to_device(v) for k, v in batch.items()}
-        with _autocast(self.device, config):
+        with _autocast(self.device, self.dtype):
             loss = self.task.loss(self.net, batch, label_smoothing=config.label_smoothing)["loss"]
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -332,15 +346,19 @@ class _Trainer:
         write_curves(loop.history, run_dir / "curves.png")
 
 
-def _autocast(device: torch.device, config: TrainConfig) -> Any:
-    """bf16 (or fp16 without bf16 support) autocast on CUDA with ``config.amp``; bf16 autocast on
-    the CPU with ``config.cpu_amp`` where the CPU has native bf16; else nothing."""
+def autocast_dtype(device: torch.device, config: TrainConfig) -> torch.dtype | None:
+    """The dtype the forward pass runs in under autocast, None for none: on CUDA with
+    ``config.amp`` bf16 (fp16 where bf16 is unsupported); on the CPU with ``config.cpu_amp`` bf16
+    where the CPU has native bf16."""
     if device.type == "cuda" and config.amp:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu" and config.cpu_amp and cpu_has_bf16():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return nullcontext()
+        return torch.bfloat16
+    return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 @functools.cache
