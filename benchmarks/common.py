@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from antlers.fileio import atomic_write
+from antlers.io.files import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"

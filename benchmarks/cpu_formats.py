@@ -21,7 +21,7 @@ from common import cpu_model, record_section
 
 
 def images_per_second(channels_last: bool, bf16: bool, batch: int, steps: int) -> float:
-    from antlers.tasks.classify_models import fast_resnet
+    from antlers.tasks.classify.models import fast_resnet
 
     torch.manual_seed(0)
     model = fast_resnet(1, 10)

@@ -38,8 +38,8 @@ from torch import nn
 from antlers.data.object_scenes import load_scenes
 from antlers.engine.schedule import learning_rate
 from antlers.run import Run, train
-from antlers.tasks.detect_loader import DetectionLoader
-from antlers.tasks.detect_metrics import coco_evaluate, coco_ground_truth, coco_results
+from antlers.tasks.detect.loader import DetectionLoader
+from antlers.tasks.detect.metrics import coco_evaluate, coco_ground_truth, coco_results
 from common import cpu_model, record_section
 
 BATCH = 16

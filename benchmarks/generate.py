@@ -42,8 +42,8 @@ from antlers.engine.loader import TensorLoader
 from antlers.engine.schedule import learning_rate
 from antlers.engine.training import make_ema
 from antlers.run import train
-from antlers.tasks.diffusion_figures import grid_image, save_png
-from antlers.tasks.diffusion_quality import classifier_features, frechet_distance
+from antlers.tasks.generate.figures import grid_image, save_png
+from antlers.tasks.generate.quality import classifier_features, frechet_distance
 from common import cpu_model, record_section
 
 DATA = "fashion-mnist"

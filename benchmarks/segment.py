@@ -48,7 +48,7 @@ _CACHE: dict = {}
 
 def _task():
     """The segment task, with the generated scenes kept between runs (same seed, same data)."""
-    from antlers.tasks.segment import SegmentTask
+    from antlers.tasks.segment.task import SegmentTask
 
     class CachedTask(SegmentTask):
         def load_data(self, config, rank=0, world_size=1):
@@ -64,7 +64,7 @@ def _task():
 def run(model: str, budget: float, out: str, image_size: int | None) -> dict:
     from antlers.engine.fit import autocast_dtype, fit
     from antlers.tasks import default_config
-    from antlers.tasks.segment_loader import SegmentLoader
+    from antlers.tasks.segment.loader import SegmentLoader
 
     load = os.getloadavg()[0]
     config = default_config(
@@ -151,7 +151,7 @@ def _section(rows: list[dict], threads: int, image_size: int) -> list[str]:
 
 
 def _default_names() -> str:
-    from antlers.tasks.segment_models import DEFAULTS
+    from antlers.tasks.segment.models import DEFAULTS
 
     return ", ".join(
         f"{m} = {m}-w{o['width']}-d{o['depth']}" + (" (residual)" if o.get("residual") else "")

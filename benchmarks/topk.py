@@ -27,7 +27,7 @@ K = 8
 
 
 def build_model(seed: int) -> torch.nn.Module:
-    from antlers.tasks.classify_models import build_classifier
+    from antlers.tasks.classify.models import build_classifier
 
     torch.manual_seed(seed)
     meta = {

@@ -14,7 +14,7 @@ from PIL import Image
 from antlers.cli import main
 from antlers.data import load_dataset
 from antlers.tasks import get_task
-from antlers.tasks.classify_models import MODELS, build_classifier
+from antlers.tasks.classify.models import MODELS, build_classifier
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 

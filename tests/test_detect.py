@@ -19,8 +19,8 @@ from antlers.cli import main
 from antlers.data.coco import save_coco
 from antlers.data.object_scenes import load_scenes
 from antlers.tasks import get_task
-from antlers.tasks.detect_metrics import coco_evaluate, coco_ground_truth, coco_results
-from antlers.tasks.detect_model import DetectorConfig, TwoStageDetector
+from antlers.tasks.detect.metrics import coco_evaluate, coco_ground_truth, coco_results
+from antlers.tasks.detect.model import DetectorConfig, TwoStageDetector
 
 
 @pytest.fixture
@@ -221,7 +221,7 @@ def test_task_is_registered() -> None:
 
 
 def test_loader_is_deterministic_and_flips_boxes_with_their_images() -> None:
-    from antlers.tasks.detect_loader import DetectionLoader
+    from antlers.tasks.detect.loader import DetectionLoader
 
     data = load_scenes("train", n=12, image_size=64, fashion=False)
     one = list(DetectionLoader(data, 4, shuffle=True, seed=3, flip=True).epoch(2))

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from torchmetrics.functional.detection import intersection_over_union
 from torchvision.ops import batched_nms, box_iou
 
-from antlers.tasks.detect_boxes import (
+from antlers.tasks.detect.boxes import (
     BACKGROUND,
     IGNORE,
     decode,

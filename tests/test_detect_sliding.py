@@ -6,8 +6,12 @@ import torch
 from torch import nn
 
 from antlers.data.boxset import DetectionSet
-from antlers.tasks.detect_loader import DetectionLoader
-from antlers.tasks.detect_sliding import evaluate_sliding, heatmap_boxes, sliding_window_detect
+from antlers.tasks.detect.loader import DetectionLoader
+from antlers.tasks.detect.sliding_baseline import (
+    evaluate_sliding,
+    heatmap_boxes,
+    sliding_window_detect,
+)
 
 
 def _expected(probabilities, window, stride, threshold):
@@ -88,7 +92,7 @@ def test_sliding_window_detector_is_evaluated_with_the_coco_metric() -> None:
 def test_moose_detector_from_explain_detects_like_the_explicit_sliding_classifier() -> None:
     """explain.fully_convolutional feeds the detector: the same boxes as classifying every crop."""
     from antlers.explain import fully_convolutional
-    from antlers.nets import lecture_cnn
+    from antlers.nn.lecture import lecture_cnn
 
     torch.manual_seed(0)
     classifier = lecture_cnn(in_shape=(3, 16, 16), channels=4, classes=("nothing", "a", "b"))

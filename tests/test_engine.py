@@ -178,7 +178,7 @@ def test_initial_weights_from_a_torchvision_safetensors_file(tmp_path: Path) -> 
     from safetensors.torch import save_file
 
     from antlers.engine.checkpoint import load_matching
-    from antlers.tasks.classify_models import build_classifier
+    from antlers.tasks.classify.models import build_classifier
 
     source = torchvision.models.resnet18(weights=None)  # 1000 classes, as published weights
     file = tmp_path / "resnet18.safetensors"

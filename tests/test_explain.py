@@ -17,8 +17,8 @@ from antlers.explain import (
     top_k_activations,
 )
 from antlers.explain.topk import crop_window
-from antlers.nets import lecture_cnn
-from antlers.tasks.classify_models import build_classifier
+from antlers.nn.lecture import lecture_cnn
+from antlers.tasks.classify.models import build_classifier
 
 
 def _images(n: int = 60, size: int = 20, seed: int = 0) -> torch.Tensor:

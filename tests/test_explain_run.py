@@ -1,5 +1,5 @@
 """What the engine records for explain (kernels per epoch, gradient norms), and the CLI commands
-``antlers inspect`` and ``antlers slide`` on a real (tiny) run."""
+``antlers explain`` and ``antlers slide`` on a real (tiny) run."""
 
 from __future__ import annotations
 
@@ -84,11 +84,11 @@ def test_resumed_run_continues_the_gradient_log(run_dir: Path, tmp_path: Path) -
     assert list(load_kernels(first.run_dir)) == [0, 1, 2]
 
 
-def test_cli_inspect_writes_every_figure(
+def test_cli_explain_writes_every_figure(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "inspect"
-    assert main(["inspect", str(run_dir), "--out", str(out), "--k", "4"]) == 0
+    assert main(["explain", str(run_dir), "--out", str(out), "--k", "4"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "359 digits test images, layer 1.pool2"
     names = ["kernels", "kernel_evolution", "feature_maps", "topk_1_pool2", "gradcam", "grad_norms"]
@@ -121,15 +121,15 @@ def test_cli_errors_are_one_line(
     Image.fromarray(np.zeros((10, 10), dtype=np.uint8)).save(tmp_path / "small.png")
     assert main(["slide", str(run_dir), str(tmp_path / "small.png"), "--out", str(tmp_path)]) == 2
     assert "at least the window 16x16" in capsys.readouterr().err
-    assert main(["inspect", "no_such_model", "--out", str(tmp_path)]) == 2
+    assert main(["explain", "no_such_model", "--out", str(tmp_path)]) == 2
     assert "not a run folder, a .safetensors file or a torchvision model" in capsys.readouterr().err
 
 
-def test_cli_inspect_a_torchvision_model(
+def test_cli_explain_a_torchvision_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "rn"
-    args = ["inspect", "resnet18", "--layer", "layer1", "--limit", "12", "--out", str(out)]
+    args = ["explain", "resnet18", "--layer", "layer1", "--limit", "12", "--out", str(out)]
     assert main(args) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "12 shapes test images, layer layer1"

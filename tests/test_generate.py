@@ -7,10 +7,10 @@ import pytest
 import scipy.linalg
 import torch
 
-from antlers.tasks.diffusion_quality import frechet_distance
-from antlers.tasks.diffusion_sampling import guided_eps, sample, sampling_timesteps
-from antlers.tasks.diffusion_schedule import NoiseSchedule, q_sample
-from antlers.tasks.diffusion_unet import DiffusionUNet, UNetConfig
+from antlers.tasks.generate.quality import frechet_distance
+from antlers.tasks.generate.sampling import guided_eps, sample, sampling_timesteps
+from antlers.tasks.generate.schedule import NoiseSchedule, q_sample
+from antlers.tasks.generate.unet import DiffusionUNet, UNetConfig
 
 
 @pytest.mark.parametrize("name", ["linear", "cosine"])
@@ -168,7 +168,7 @@ def test_guidance_zero_and_one_reduce_to_the_unconditional_and_conditional_model
 
 
 def test_overfit_one_image():
-    from antlers.tasks.generate import GenerateTask
+    from antlers.tasks.generate.task import GenerateTask
 
     task = GenerateTask()
     meta = {
@@ -257,7 +257,7 @@ def test_every_entry_point_uses_the_same_default_eta() -> None:
 
     from antlers.cli import build_parser
     from antlers.run import Run
-    from antlers.tasks.diffusion_sampling import DEFAULT_ETA, sample
+    from antlers.tasks.generate.sampling import DEFAULT_ETA, sample
 
     assert inspect.signature(sample).parameters["eta"].default == DEFAULT_ETA
     assert inspect.signature(Run.sample).parameters["eta"].default == DEFAULT_ETA

@@ -9,8 +9,8 @@ from PIL import Image
 from antlers.cli import main
 from antlers.engine.checkpoint import save_weights
 from antlers.run import Run, train
-from antlers.tasks.classify_models import build_classifier
-from antlers.tasks.generate import GenerateTask
+from antlers.tasks.classify.models import build_classifier
+from antlers.tasks.generate.task import GenerateTask
 
 
 def _digits_classes() -> list[str]:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from antlers.data.mask_folder import load_mask_folder
 from antlers.data.street_scenes import SCENE_CLASSES, generate_scenes, load_scenes
-from antlers.tasks.segment_loader import SegmentLoader
+from antlers.tasks.segment.loader import SegmentLoader
 
 
 def test_scenes_are_deterministic_by_seed_and_split() -> None:

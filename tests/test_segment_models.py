@@ -12,9 +12,8 @@ from torchmetrics.classification import (
 )
 
 from antlers.tasks import get_task
-from antlers.tasks.segment import dice_loss
-from antlers.tasks.segment_metrics import confusion_matrix, metrics_from_confusion
-from antlers.tasks.segment_models import (
+from antlers.tasks.segment.metrics import confusion_matrix, metrics_from_confusion
+from antlers.tasks.segment.models import (
     DoubleConv,
     ResidualDoubleConv,
     SegNet,
@@ -22,6 +21,7 @@ from antlers.tasks.segment_models import (
     build_segmenter,
     parse_model_name,
 )
+from antlers.tasks.segment.task import dice_loss
 
 
 def _meta(model: str, channels: int = 3, classes: int = 5) -> dict[str, object]:

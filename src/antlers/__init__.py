@@ -32,14 +32,14 @@ __version__ = "0.1.0"
 # name -> module that defines it; imported on first attribute access (PEP 562).
 _LAZY = {
     "Run": "antlers.run",
-    "alexnet": "antlers.nets",
-    "equivariance": "antlers.inspect",
+    "alexnet": "antlers.nn.lecture",
+    "equivariance": "antlers.anatomy",
     "feature_maps": "antlers.explain",
     "fully_convolutional": "antlers.explain",
     "grad_cam": "antlers.explain",
-    "lecture_cnn": "antlers.nets",
+    "lecture_cnn": "antlers.nn.lecture",
     "run_tour": "antlers.tour",
-    "summary": "antlers.inspect",
+    "summary": "antlers.anatomy",
     "top_k_activations": "antlers.explain",
     "train": "antlers.run",
 }

@@ -35,14 +35,14 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def _cmd_conv(args: argparse.Namespace) -> None:
-    from antlers.lecture import edge_detector_text
+    from antlers.conv.examples import edge_detector_text
 
     if args.image is None:
         print(edge_detector_text(kernel=args.kernel))
         return
     from antlers.conv import conv2d, get_kernel
-    from antlers.photos import SAMPLE_PHOTOS, read_image, sample_photo, to_grayscale
-    from antlers.viz import save_figure, side_by_side_figure
+    from antlers.io.photos import SAMPLE_PHOTOS, read_image, sample_photo, to_grayscale
+    from antlers.viz.figures import save_figure, side_by_side_figure
 
     path = Path(args.image)
     photo = sample_photo(args.image) if args.image in SAMPLE_PHOTOS and not path.exists() else None
@@ -59,8 +59,8 @@ def _cmd_conv(args: argparse.Namespace) -> None:
 
 
 def _cmd_summary(args: argparse.Namespace) -> None:
-    from antlers.inspect import summary
-    from antlers.nets import build_model, default_input_shape
+    from antlers.nn.lecture import build_model, default_input_shape
+    from antlers.anatomy import summary
 
     input_shape = args.input or default_input_shape(args.model)
     model = build_model(args.model, input_shape=input_shape)
@@ -68,7 +68,7 @@ def _cmd_summary(args: argparse.Namespace) -> None:
 
 
 def _cmd_params(args: argparse.Namespace) -> None:
-    from antlers.lecture import params_text
+    from antlers.conv.examples import params_text
 
     print(params_text(args.height, args.width, args.kernel_size))
 
@@ -111,7 +111,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_eval(args: argparse.Namespace) -> None:
     import json
 
-    from antlers.evaluate import evaluate_run
+    from antlers.run import evaluate_run
 
     metrics = evaluate_run(args.run, data=args.data, data_dir=args.data_dir)
     if args.json:
@@ -124,7 +124,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 def _cmd_predict(args: argparse.Namespace) -> None:
     import json
 
-    from antlers.evaluate import predict_files
+    from antlers.run import predict_files
 
     results = predict_files(args.run, args.images, out=args.out, top=args.top)
     if args.json:
@@ -134,11 +134,11 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         print(item["text"])
 
 
-def _cmd_inspect(args: argparse.Namespace) -> None:
-    from antlers.explain.report import inspect_model
+def _cmd_explain(args: argparse.Namespace) -> None:
+    from antlers.explain.report import explain_model
 
-    out = Path(args.out or f"runs/inspect/{Path(args.run).name}")
-    paths = inspect_model(
+    out = Path(args.out or f"runs/explain/{Path(args.run).name}")
+    paths = explain_model(
         args.run, out, layer=args.layer, image=args.image, k=args.k, limit=args.limit, log=print
     )
     for path in paths:
@@ -165,15 +165,17 @@ def _cmd_slide(args: argparse.Namespace) -> None:
 
 def _add_explain_parsers(sub: argparse._SubParsersAction) -> None:
     insp = sub.add_parser(
-        "inspect", help="what a model learned: kernels, feature maps, top-k images, Grad-CAM"
+        "explain",
+        aliases=["inspect"],  # the command's name before 0.2
+        help="what a model learned: kernels, feature maps, top-k images, Grad-CAM",
     )
     insp.add_argument("run", help="run folder, .safetensors file, or a torchvision model name")
     insp.add_argument("--layer", help="layer for the top-k images (default: the deepest map)")
     insp.add_argument("--image", help="image file for the feature maps (default: a test image)")
-    insp.add_argument("--out", help="output folder (default runs/inspect/NAME)")
+    insp.add_argument("--out", help="output folder (default runs/explain/NAME)")
     insp.add_argument("--k", type=int, default=8, help="top images per channel (default 8)")
     insp.add_argument("--limit", type=int, help="search only the first N test images")
-    insp.set_defaults(handler=_cmd_inspect)
+    insp.set_defaults(handler=_cmd_explain)
 
     slide = sub.add_parser("slide", help="the moose detector: slide a classifier over an image")
     slide.add_argument("run", help="run folder or .safetensors file")
@@ -184,7 +186,7 @@ def _add_explain_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_sample(args: argparse.Namespace) -> None:
     from antlers.run import Run
-    from antlers.tasks.diffusion_figures import write_samples
+    from antlers.tasks.generate.figures import write_samples
 
     run = Run.load(args.run)
     result = run.sample_with_trajectory(
@@ -204,7 +206,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     print(f"wrote {out / 'grid.png'}, {out / 'trajectory.png'}, {out / 'trajectory.gif'}")
     print(f"wrote {len(files) - 3} images under {out}/<class>/")
     if args.fid:
-        from antlers.tasks.diffusion_quality import run_fid_report
+        from antlers.tasks.generate.quality import run_fid_report
 
         print(run_fid_report(run, args.fid, result.images, labels).text)
 

@@ -20,7 +20,7 @@ from antlers.config import TrainConfig
 from antlers.engine.checkpoint import CheckpointError, load_weights
 from antlers.tasks import default_config, get_task
 
-__all__ = ["Run", "train"]
+__all__ = ["Run", "evaluate_run", "predict_files", "train"]
 
 
 def train(task: str = "classify", resume: str | Path | None = None, **options: Any) -> Run:
@@ -130,6 +130,29 @@ class Run:
                 )
             return images.float()
         return torch.stack([_pil_to_tensor(im, c, (h, w)) for im in images])
+
+
+def evaluate_run(
+    run: str | Path, data: str | None = None, data_dir: str | None = None
+) -> dict[str, Any]:
+    """Test-split metrics of a run folder or weights file (its own dataset unless ``data``
+    names another): ``antlers eval``."""
+    loaded = Run.load(run)
+    name = data or loaded.meta["data"]
+    loader = loaded.task.test_loader(loaded.meta, name, data_dir)
+    with torch.no_grad():
+        metrics = loaded.task.evaluate(loaded.model, loader)
+    metrics["count"] = int(metrics["count"])
+    return {"data": name, "weights": str(loaded.weights_path), **metrics}
+
+
+def predict_files(
+    run: str | Path, images: list[str], out: str | Path | None = None, **options: Any
+) -> list[dict[str, Any]]:
+    """``antlers predict``: one JSON-able dict per image file, with a ``text`` line for the
+    terminal; tasks that draw their predictions (masks, boxes) write them into ``out``."""
+    loaded = Run.load(run)
+    return loaded.task.predict_files(loaded, images, Path(out) if out else None, **options)
 
 
 def _pil_to_tensor(image: Any, channels: int, size: tuple[int, int]) -> Tensor:

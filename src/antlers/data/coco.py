@@ -122,7 +122,7 @@ def write_coco(annotations: Annotations, out: str | Path) -> Path:
     out's folder / "images" (the source files are never modified)."""
     import shutil
 
-    from antlers.fileio import atomic_write
+    from antlers.io.files import atomic_write
 
     out = Path(out)
     folder = out.parent / "images"

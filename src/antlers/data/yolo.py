@@ -110,7 +110,7 @@ def write_yolo(annotations: Annotations, out: str | Path) -> Path:
     are copied (the source files are never modified)."""
     import shutil
 
-    from antlers.fileio import atomic_write
+    from antlers.io.files import atomic_write
 
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@
   ``torch.save`` and read with ``torch.load(weights_only=True)``, which refuses any pickle that
   would run code.
 
-Every write is atomic (:mod:`antlers.fileio`).
+Every write is atomic (:mod:`antlers.io.files`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors_bytes
 
-from antlers.fileio import atomic_write
+from antlers.io.files import atomic_write
 
 __all__ = [
     "CheckpointError",

@@ -42,7 +42,7 @@ from antlers.engine.training import (
     pick_device,
     reduce_metrics,
 )
-from antlers.fileio import atomic_write
+from antlers.io.files import atomic_write
 
 __all__ = ["FitResult", "NonFiniteLossError", "fit"]
 

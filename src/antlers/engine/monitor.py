@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from antlers.fileio import atomic_write
+from antlers.io.files import atomic_write
 
 __all__ = [
     "GRAD_SAMPLES_PER_EPOCH",
@@ -119,7 +119,7 @@ def plot_grad_norms(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    from antlers.viz import save_figure
+    from antlers.viz.figures import save_figure
 
     layers = [k for k in rows[0] if k not in ("step", "epoch")]
     fig = Figure(figsize=(7.5, 4), layout="constrained")

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from antlers.fileio import atomic_write
+from antlers.io.files import atomic_write
 
 __all__ = ["new_run_dir", "write_curves", "write_metrics_csv"]
 
@@ -53,7 +53,7 @@ def write_curves(rows: Sequence[dict[str, Any]], path: Path) -> None:
     """Training loss and every validation metric against the epoch, one panel each."""
     from matplotlib.figure import Figure
 
-    from antlers.viz import save_figure
+    from antlers.viz.figures import save_figure
 
     keys = [k for k in rows[0] if k == "train_loss" or k.startswith("val_")]
     fig = Figure(figsize=(3.6 * len(keys), 3.2), layout="constrained")

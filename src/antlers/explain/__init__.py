@@ -9,14 +9,14 @@
 * ``sliding.py``: the moose detector, a classifier made fully convolutional and slid over a
   larger image, proven equal to the explicit sliding window.
 * ``layers.py`` (forward hooks, layers by name, receptive fields), ``figures.py`` (the pictures),
-  ``report.py`` (everything for one run into a folder: ``antlers inspect`` / ``antlers slide``).
+  ``report.py`` (everything for one run into a folder: ``antlers explain`` / ``antlers slide``).
 """
 
 from antlers.explain.feature_maps import feature_maps
 from antlers.explain.gradcam import default_cam_layer, grad_cam
 from antlers.explain.kernels import kernel_grid
 from antlers.explain.layers import capture, layer_rf, spatial_layers
-from antlers.explain.report import inspect_model, slide_image
+from antlers.explain.report import explain_model, slide_image
 from antlers.explain.sliding import FullyConvolutional, fully_convolutional, sliding_window_logits
 from antlers.explain.topk import TopK, crop_window, top_k_activations
 
@@ -29,7 +29,7 @@ __all__ = [
     "feature_maps",
     "fully_convolutional",
     "grad_cam",
-    "inspect_model",
+    "explain_model",
     "kernel_grid",
     "layer_rf",
     "slide_image",

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from antlers.explain.layers import capture, spatial_layers
-from antlers.inspect.trace import eval_mode
+from antlers.anatomy.trace import eval_mode
 
 __all__ = ["feature_maps", "strongest_channels"]
 

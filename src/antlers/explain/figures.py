@@ -1,6 +1,7 @@
 """The explain module's pictures: kernel grids and their evolution, feature maps, top-k rows,
 Grad-CAM overlays and the moose detector's heat maps. Matplotlib's Figure API (no pyplot);
-save with :func:`antlers.viz.save_figure` (atomic PNG). Images are tensors (C, H, W) in [0, 1].
+save with :func:`antlers.viz.figures.save_figure` (atomic PNG). Images are tensors
+(C, H, W) in [0, 1].
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from antlers.explain.layers import get_layer
-from antlers.inspect.trace import eval_mode
+from antlers.anatomy.trace import eval_mode
 
 __all__ = ["default_cam_layer", "grad_cam"]
 

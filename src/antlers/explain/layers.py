@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from antlers.inspect.trace import RF, Tracer, eval_mode, input_rf
+from antlers.anatomy.trace import RF, Tracer, eval_mode, input_rf
 
 __all__ = ["SPATIAL", "capture", "get_layer", "layer_rf", "spatial_layers"]
 
@@ -79,7 +79,7 @@ def capture(
 def layer_rf(model: nn.Module, name: str, input_shape: Sequence[int]) -> RF:
     """The receptive field ``(rf_h, rf_w)`` of layer ``name``'s output for ``(C, H, W)`` inputs.
 
-    Uses :class:`antlers.inspect.trace.Tracer` (the receptive-field recurrence through every
+    Uses :class:`antlers.anatomy.trace.Tracer` (the receptive-field recurrence through every
     conv and pool on the way); ValueError when the field is unknown (e.g. after a Linear).
     """
     layer = get_layer(model, name)

@@ -1,6 +1,6 @@
-"""Everything ``antlers inspect`` and ``antlers slide`` write, for a run or a torchvision model.
+"""Everything ``antlers explain`` and ``antlers slide`` write, for a run or a torchvision model.
 
-``inspect_model(source, out)``: ``kernels.png``, ``kernel_evolution.png`` (runs: the engine's
+``explain_model(source, out)``: ``kernels.png``, ``kernel_evolution.png`` (runs: the engine's
 per-epoch snapshots), ``feature_maps.png``, ``topk_<layer>.png``, ``gradcam.png`` and
 ``grad_norms.png`` (runs: the engine's log). ``slide_image(run, image, out)``: the moose
 detector's heat maps over a larger image, ``heatmaps.png``. Every file is written atomically;
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Subject", "inspect_model", "load_subject", "slide_image", "test_images"]
+__all__ = ["Subject", "explain_model", "load_subject", "slide_image", "test_images"]
 
 TORCHVISION_SIZE = 64  # a torchvision model without a run looks at built-in shapes this size
 TORCHVISION_IMAGES = 256
@@ -96,7 +96,7 @@ def read_input(path: str | Path, channels: int, size: tuple[int, int] | None) ->
     import numpy as np
     from PIL import ImageOps
 
-    from antlers.evaluate import read_images
+    from antlers.io.images import read_images
 
     (image,) = read_images([str(path)])
     image = ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB")
@@ -107,7 +107,7 @@ def read_input(path: str | Path, channels: int, size: tuple[int, int] | None) ->
     return tensor.permute(2, 0, 1)
 
 
-def inspect_model(
+def explain_model(
     source: str | Path,
     out: str | Path,
     layer: str | None = None,
@@ -149,7 +149,7 @@ def inspect_model(
 def _kernel_files(subject: Subject, out: Path) -> list[Path]:
     from antlers.engine.monitor import first_conv, load_kernels
     from antlers.explain.figures import kernel_evolution_figure, kernels_figure
-    from antlers.viz import save_figure
+    from antlers.viz.figures import save_figure
 
     found = first_conv(subject.model)
     if found is None:
@@ -173,7 +173,7 @@ def _maps_and_topk(
     from antlers.explain.feature_maps import feature_maps
     from antlers.explain.figures import feature_maps_figure, top_k_figure
     from antlers.explain.topk import top_k_activations
-    from antlers.viz import save_figure
+    from antlers.viz.figures import save_figure
 
     maps = save_figure(
         feature_maps_figure(image, feature_maps(model, image)), out / "feature_maps.png"
@@ -188,7 +188,7 @@ def _grad_cam_file(
 ) -> Path:
     from antlers.explain.figures import grad_cam_figure
     from antlers.explain.gradcam import grad_cam
-    from antlers.viz import save_figure
+    from antlers.viz.figures import save_figure
 
     x = images.float() / 255
     cams, predicted = grad_cam(subject.model, x, layer=layer)
@@ -210,7 +210,7 @@ def slide_image(
     """
     from antlers.explain.figures import heatmaps_figure
     from antlers.explain.sliding import fully_convolutional
-    from antlers.viz import save_figure
+    from antlers.viz.figures import save_figure
 
     subject = load_subject(source)
     fcn = fully_convolutional(subject.model.eval(), window=subject.image_size)

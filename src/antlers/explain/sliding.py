@@ -18,7 +18,7 @@ in one pass (OverFeat, Sermanet et al. 2014; FCN, Long et al. 2015):
 The output is ``(B, K, H', W')`` logits: position ``(i, j)`` is the window whose top-left input
 pixel is ``(i * stride[0], j * stride[1])``; ``H' = (H - window[0]) // stride[0] + 1``.
 ``stride`` is the backbone's jump (the product of its strides), from the receptive-field
-recurrence (:mod:`antlers.inspect.trace`).
+recurrence (:mod:`antlers.anatomy.trace`).
 
 Exactness: when no convolution or pooling pads (``exact`` True, e.g. ``lecture_cnn``), position
 ``(i, j)`` equals the classifier on that crop to float precision. When the backbone pads
@@ -27,8 +27,8 @@ neighbouring pixels, so the two differ near each window's border; the scores are
 same weights, and equal for an input of exactly one window.
 
 Supported: ``nn.Sequential`` models (nested ones are unrolled, e.g. the classification task's
-``Sequential(Normalize, body)``), :class:`antlers.nets.AlexNet`, and torchvision's AlexNet, VGG
-and ResNet classes. Anything else: ValueError.
+``Sequential(Normalize, body)``), :class:`antlers.nn.lecture.AlexNet`, and torchvision's AlexNet,
+VGG and ResNet classes. Anything else: ValueError.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from antlers.conv.arithmetic import output_size, pair
-from antlers.inspect.trace import Tracer, conv_windows, eval_mode, input_rf
+from antlers.anatomy.trace import Tracer, conv_windows, eval_mode, input_rf
 
 __all__ = ["FullyConvolutional", "fully_convolutional", "sliding_window_logits"]
 
@@ -160,7 +160,7 @@ def fully_convolutional(
 
 def _unroll(model: nn.Module) -> list[nn.Module]:
     """The model's layers in forward order, nested Sequentials expanded."""
-    from antlers.nets import AlexNet
+    from antlers.nn.lecture import AlexNet
 
     if isinstance(model, nn.Sequential):
         parts = list(model)

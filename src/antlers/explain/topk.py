@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from antlers.explain.layers import capture, layer_rf
-from antlers.inspect.trace import RF, eval_mode
+from antlers.anatomy.trace import RF, eval_mode
 
 __all__ = ["TopK", "channel_maxima", "crop_window", "top_k_activations"]
 

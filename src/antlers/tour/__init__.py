@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from antlers.fileio import atomic_write
+from antlers.io.files import atomic_write
 from antlers.tour.backprop import backprop_chapter
 from antlers.tour.classify import classify_chapter
 from antlers.tour.cnn import cnn_chapter

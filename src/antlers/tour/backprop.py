@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from antlers import viz
 from antlers.conv.numpy_cnn import train_digits
 from antlers.tour.page import Chapter, TourContext, figure, paragraph
+from antlers.viz import figures as viz
 
 __all__ = ["backprop_chapter"]
 

@@ -8,8 +8,8 @@ equivariance measured, not asserted.
 
 from __future__ import annotations
 
-from antlers.lecture import params_text
-from antlers.photos import sample_photo
+from antlers.conv.examples import params_text
+from antlers.io.photos import sample_photo
 from antlers.tour.page import Chapter, TourContext, paragraph, pre, table
 
 __all__ = ["cnn_chapter"]
@@ -22,7 +22,7 @@ def _equivariance_rows() -> list[dict[str, object]]:
     import torch
     from torch import nn
 
-    from antlers.inspect import equivariance
+    from antlers.anatomy import equivariance
 
     torch.manual_seed(0)
     photo = torch.from_numpy(sample_photo("china")[100:164, 200:264]).permute(2, 0, 1)[None]
@@ -42,8 +42,8 @@ def _equivariance_rows() -> list[dict[str, object]]:
 
 
 def cnn_chapter(ctx: TourContext) -> Chapter:
-    from antlers.inspect import summary
-    from antlers.nets import alexnet, lecture_cnn
+    from antlers.nn.lecture import alexnet, lecture_cnn
+    from antlers.anatomy import summary
 
     report = summary(lecture_cnn(softmax=True), (3, 50, 70))
     alex = summary(alexnet(), (3, 227, 227))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from antlers import viz
 from antlers.conv import conv2d, conv2d_naive, get_kernel, lecture_image
-from antlers.lecture import edge_detector_text
-from antlers.photos import sample_photo, to_grayscale
+from antlers.conv.examples import edge_detector_text
+from antlers.io.photos import sample_photo, to_grayscale
 from antlers.tour.page import Chapter, TourContext, figure, paragraph, pre, table
+from antlers.viz import figures as viz
 
 __all__ = ["convolution_chapter"]
 

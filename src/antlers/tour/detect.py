@@ -1,6 +1,6 @@
 """Tour chapter 7: object detection — propose candidate boxes, classify each, possibly as nothing.
 
-Trains the two-stage detector (``antlers.tasks.detect_model``) on built-in ``scenes`` of coloured
+Trains the two-stage detector (``antlers.tasks.detect.model``) on built-in ``scenes`` of coloured
 shapes for a fixed time, then follows one held-out scene through every stage (candidates,
 proposals kept by NMS, each proposal classified or called "nothing", per-class NMS) and shows the
 final detections on more held-out scenes with their COCO AP.
@@ -21,7 +21,7 @@ def _train(model: object, train: object, seconds: float, batch_size: int = 8) ->
     import torch
 
     from antlers.engine.schedule import learning_rate
-    from antlers.tasks.detect_loader import DetectionLoader
+    from antlers.tasks.detect.loader import DetectionLoader
 
     loader = DetectionLoader(train, batch_size, shuffle=True, flip=True, drop_last=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
@@ -47,7 +47,7 @@ def detect_chapter(ctx: TourContext) -> Chapter:
     import torch
 
     from antlers.data.object_scenes import load_scenes
-    from antlers.tasks.detect_model import DetectorConfig, TwoStageDetector
+    from antlers.tasks.detect.model import DetectorConfig, TwoStageDetector
 
     size, n_train, seconds = (96, 160, 4) if ctx.quick else (128, 1200, 62)
     train = load_scenes("train", n=n_train, image_size=size, fashion=False)
@@ -102,15 +102,15 @@ def _evaluate_and_draw(ctx: TourContext, model: Any, test: Any, classes: list[st
     detections (score >= 0.5), and score all of them; returns (stages, COCO scores)."""
     import torch
 
-    from antlers.tasks.detect_figures import (
+    from antlers.tasks.detect.figures import (
         detection_captions,
         detections_grid,
         draw_boxes,
         save_picture,
         stages_figure,
     )
-    from antlers.tasks.detect_metrics import coco_evaluate, coco_ground_truth, coco_results
-    from antlers.viz import save_figure
+    from antlers.tasks.detect.metrics import coco_evaluate, coco_ground_truth, coco_results
+    from antlers.viz.figures import save_figure
 
     images = test.images.float() / 255
     with torch.no_grad():

@@ -49,7 +49,7 @@ def _layers(model: nn.Module, shape: tuple[int, ...]) -> tuple[str, str, str]:
 
 
 def explain_chapter(ctx: TourContext) -> Chapter:
-    from antlers.explain.report import inspect_model, load_subject
+    from antlers.explain.report import explain_model, load_subject
 
     run_dir = _run_folder(ctx)
     subject = load_subject(run_dir)
@@ -59,7 +59,7 @@ def explain_chapter(ctx: TourContext) -> Chapter:
     out = ctx.out / FOLDER
     limit = 1000 if ctx.quick else None
     ctx.log(f"      inspecting {run_dir.name}: top-k for {early} and {deep}")
-    files = inspect_model(run_dir, out, layer=deep, limit=limit, cam_layer=cam_layer)
+    files = explain_model(run_dir, out, layer=deep, limit=limit, cam_layer=cam_layer)
     files += _early_topk(subject, early, limit, out)
     scene, placed = _scene(subject)
     moose = _moose(run_dir, scene, placed, out)
@@ -72,7 +72,7 @@ def _early_topk(subject: Any, layer: str, limit: int | None, out: Path) -> list[
     from antlers.explain.figures import top_k_figure
     from antlers.explain.report import test_images
     from antlers.explain.topk import top_k_activations
-    from antlers.viz import save_figure
+    from antlers.viz.figures import save_figure
 
     images, _ = test_images(subject, limit)
     result = top_k_activations(subject.model, layer, images, k=8)

@@ -78,7 +78,7 @@ def _train_and_score(ctx: TourContext, plan: dict[str, Any]) -> tuple[dict, dict
     from antlers.config import TrainConfig
     from antlers.engine.fit import fit
     from antlers.run import Run
-    from antlers.tasks.segment import SegmentTask
+    from antlers.tasks.segment.task import SegmentTask
 
     task = SegmentTask(scenes=plan["scenes"])
     folder = ctx.out / "segment" / "ch6_run"

@@ -1,0 +1,148 @@
+"""Classification models by name, built from a run's ``meta`` dict so a weights file rebuilds them.
+
+``meta`` holds ``in_channels``, ``image_size`` (H, W), ``classes`` and the data's per-channel
+``mean``/``std``. Every model here takes images in [0, 1] (B, C, H, W) and returns logits
+(B, num_classes): normalisation is the model's first layer, so ``predict`` needs no
+preprocessing knowledge.
+
+* ``fast_resnet`` (default): a small residual network designed for time-to-accuracy on a CPU, after
+  the ResNet-9 of the DAWNBench / airbench speed records: a fixed patch-whitening first layer
+  (``patch_whitening.py``; its kernels come from the training images, in ``meta``), max pooling
+  early so the expensive layers run at low resolution, conv-BN-ReLU blocks with one residual pair
+  per stage, global max pooling and a scaled-down linear head. About 0.1 M parameters at the
+  default width 8: channel counts that are multiples of 8 keep oneDNN's AVX2 kernels busy (width
+  10 or 12 measured slower per FLOP).
+* ``lecture_cnn``: the lecture's network sized for the input; ``alexnet`` (227x227 inputs) and
+  ``alexnet_small`` (the same five-conv, three-dense layout for 28-64 px images).
+* any torchvision classification model by name (``resnet18``, ...), ``weights=None``; grayscale
+  inputs are repeated to 3 channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from antlers.nn.blocks import Normalize, Residual, Scale, conv_bn
+from antlers.nn.lecture import AlexNet, lecture_cnn
+from antlers.tasks.classify.whitening import PatchWhitening
+
+__all__ = ["FAST_RESNET_WIDTH", "MODELS", "build_classifier", "fast_resnet"]
+
+FAST_RESNET_WIDTH = 8
+
+
+def fast_resnet(
+    in_channels: int,
+    num_classes: int,
+    width: int = FAST_RESNET_WIDTH,
+    whitening: Tensor | None = None,
+) -> nn.Sequential:
+    """ResNet-9-style classifier for small images (28-64 px): H/8 x W/8 at the last stage.
+
+    ``whitening``: the (width, C, 3, 3) kernels of the first layer (``patch_whitening_weights``
+    of the training images); None leaves them to a state dict. The first layer's ``2 * width``
+    outputs are pooled at once: the stride-1 work at full resolution is that one fixed layer.
+    """
+    w = width
+    return nn.Sequential(
+        PatchWhitening(in_channels, w, kernels=whitening),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        Residual(2 * w),
+        conv_bn(2 * w, 4 * w),
+        nn.MaxPool2d(2),
+        conv_bn(4 * w, 8 * w),
+        nn.MaxPool2d(2),
+        Residual(8 * w),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8 * w, num_classes, bias=False),
+        Scale(0.125),
+    )
+
+
+def alexnet_small(in_channels: int, num_classes: int, dropout: float = 0.5) -> nn.Sequential:
+    """AlexNet's layout (5 convs, 3 max pools, 3 dense) scaled to 28-64 px inputs."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 64, 5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(128, 192, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(192, 192, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(192, 128, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveMaxPool2d(3),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(128 * 9, 512),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(512, 512),
+        nn.ReLU(inplace=True),
+        nn.Linear(512, num_classes),
+    )
+
+
+def _lecture(meta: dict[str, Any]) -> nn.Module:
+    h, w = meta["image_size"]
+    return lecture_cnn(in_shape=(meta["in_channels"], h, w), classes=meta["classes"])
+
+
+def _torchvision(name: str, meta: dict[str, Any]) -> nn.Module:
+    import torchvision
+
+    model = torchvision.models.get_model(name, weights=None, num_classes=len(meta["classes"]))
+    if meta["in_channels"] == 1:
+        return nn.Sequential(_Repeat3(), model)
+    return model
+
+
+def _whitening(meta: dict[str, Any]) -> Tensor | None:
+    """fast_resnet's first-layer kernels saved in ``meta`` by the task, if there."""
+    if "patch_whitening" not in meta:
+        return None
+    kernels = torch.tensor(meta["patch_whitening"], dtype=torch.float32)
+    return kernels.view(len(kernels), meta["in_channels"], 3, 3)
+
+
+class _Repeat3(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.expand(-1, 3, -1, -1)
+
+
+MODELS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
+    "fast_resnet": lambda m: fast_resnet(
+        m["in_channels"], len(m["classes"]), whitening=_whitening(m)
+    ),
+    "lecture_cnn": _lecture,
+    "alexnet": lambda m: AlexNet(num_classes=len(m["classes"])),
+    "alexnet_small": lambda m: alexnet_small(m["in_channels"], len(m["classes"])),
+}
+
+
+def build_classifier(meta: dict[str, Any]) -> nn.Module:
+    """Normalize + the named model; unknown names list ours and point at torchvision's."""
+    name = meta["model"]
+    if name in MODELS:
+        body = MODELS[name](meta)
+    else:
+        import torchvision
+
+        if name not in torchvision.models.list_models(module=torchvision.models):
+            raise ValueError(
+                f"unknown model {name!r}; allowed: {', '.join(MODELS)}, or a "
+                f"torchvision classification model such as resnet18"
+            )
+        body = _torchvision(name, meta)
+    model = nn.Sequential(Normalize(meta["mean"], meta["std"]), body)
+    model.tta_flip = bool(meta.get("tta_flip", False))  # read by ClassifyTask.logits
+    return model
