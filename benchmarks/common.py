@@ -9,6 +9,8 @@ from antlers.io.files import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"
+RECORDED = "<!-- recorded by the benchmark script; each run rewrites down to the end mark -->"
+END_RECORDED = "<!-- end of the recorded lines -->"
 
 
 def cpu_model() -> str:
@@ -23,8 +25,20 @@ def cpu_model() -> str:
 
 
 def record_section(section: list[str], path: Path = BENCHMARKS_MD) -> None:
-    """Replace (or append) the section whose first line is ``section[0]`` (a '## ' heading)."""
-    heading = section[0]
+    """Write a benchmark's recorded lines into its section of ``docs/benchmarks.md``.
+
+    ``section[0]`` is the section's '## ' heading; the rest is what the run recorded (the machine,
+    the table, the targets). In the docs those lines sit between the ``RECORDED`` and
+    ``END_RECORDED`` comment lines, and only they are replaced: the command, the target and the
+    reading written by hand around them stay (reread them against the new figures). A section
+    without the markers is replaced whole, and a missing one is appended, both with the markers.
+    """
+    heading, body = section[0], list(section[1:])
+    while body and not body[0].strip():
+        body.pop(0)
+    while body and not body[-1].strip():
+        body.pop()
+    recorded = [RECORDED, "", *body, "", END_RECORDED]
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     lines = text.rstrip("\n").splitlines()
     if heading in lines:
@@ -32,7 +46,14 @@ def record_section(section: list[str], path: Path = BENCHMARKS_MD) -> None:
         end = next(
             (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
         )
-        lines[start:end] = [*section, ""] if end < len(lines) else section  # keep the gap
+        inside = lines[start:end]
+        if RECORDED in inside and END_RECORDED in inside[inside.index(RECORDED) :]:
+            first = start + inside.index(RECORDED)
+            last = first + lines[first:end].index(END_RECORDED)
+            lines[first : last + 1] = recorded
+        else:
+            new = [heading, "", *recorded]
+            lines[start:end] = [*new, ""] if end < len(lines) else new  # keep the gap
     else:
-        lines += ["", *section]
+        lines += ["", heading, "", *recorded]
     atomic_write(path, "\n".join(lines).rstrip("\n") + "\n")
