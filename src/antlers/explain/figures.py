@@ -17,6 +17,7 @@ from torch import Tensor
 from antlers.explain.feature_maps import strongest_channels
 from antlers.explain.kernels import evolution_rows, kernel_grid
 from antlers.explain.topk import TopK, crop_window
+from antlers.viz.figures import new_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -30,12 +31,6 @@ __all__ = [
     "kernels_figure",
     "top_k_figure",
 ]
-
-
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
 
 
 def _hwc(image: Tensor) -> np.ndarray:
@@ -54,12 +49,13 @@ def _show(ax: Axes, image: Tensor, title: str = "") -> None:
     ax.axis("off")
 
 
-def kernels_figure(weight: Tensor, title: str) -> Figure:
-    """The first layer's kernels (Cout, Cin, K, K) as a grid of normalised tiles."""
+def kernels_figure(weight: Tensor | np.ndarray, title: str) -> Figure:
+    """Kernels (Cout, Cin, K, K) (a tensor or NumPy) as a grid of tiles, each normalised on its
+    own (:func:`antlers.explain.kernels.kernel_grid`)."""
     grid = kernel_grid(weight, scale=max(1, 24 // weight.shape[-1]))
     aspect = grid.shape[1] / grid.shape[2]
     width = min(8.0, max(3.0, grid.shape[2] / 40))  # a few small kernels: a small picture
-    fig = _figure(width, width * aspect + 0.5)
+    fig = new_figure(width, width * aspect + 0.5)
     _show(fig.subplots(), grid, title)
     return fig
 
@@ -67,7 +63,7 @@ def kernels_figure(weight: Tensor, title: str) -> Figure:
 def kernel_evolution_figure(snapshots: dict[int, Tensor], kernels: int = 16) -> Figure:
     """The first ``kernels`` kernels at up to 6 epochs, one row per epoch (0 = initial)."""
     rows = evolution_rows(snapshots, kernels=kernels)
-    fig = _figure(9, 0.75 * len(rows) + 0.6)
+    fig = new_figure(9, 0.75 * len(rows) + 0.6)
     axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
     for ax, (epoch, weight) in zip(axes, rows.items(), strict=True):
         grid = kernel_grid(weight, columns=len(weight), scale=max(1, 24 // weight.shape[-1]))
@@ -117,7 +113,7 @@ def feature_maps_figure(
         names = list(shown)
         picks = sorted({round(i * (len(names) - 1) / (layers - 1)) for i in range(layers)})
         shown = {names[i]: shown[names[i]] for i in picks}
-    fig = _figure(1.0 * channels + 1.6, 1.05 * (len(shown) + 1))
+    fig = new_figure(1.0 * channels + 1.6, 1.05 * (len(shown) + 1))
     axes = fig.subplots(len(shown) + 1, 1, squeeze=False)[:, 0]
     _grid_axes(axes[0], _resize(image[None].clamp(0, 1), 48), 1)
     axes[0].set_ylabel(
@@ -155,7 +151,7 @@ def top_k_figure(
             image = image.float() / 255 if image.dtype == torch.uint8 else image.float()
             patches.append(crop_window(image, result.windows[c, j]))
     size = max(48, max(patches[0].shape[1:]))
-    fig = _figure(0.9 * k + 0.9, 0.9 * len(channels) + 0.6)
+    fig = new_figure(0.9 * k + 0.9, 0.9 * len(channels) + 0.6)
     ax = fig.subplots()
     _grid_axes(ax, _resize(torch.stack(patches), size), k)
     ax.set_yticks([2 + (size + 2) * r + size / 2 for r in range(len(channels))])
@@ -195,7 +191,7 @@ def grad_cam_figure(images: Tensor, cams: Tensor, titles: Sequence[str]) -> Figu
     pictures = _resize(images.clamp(0, 1), size)
     heat = _resize(_coloured(cams.float(), "jet"), size)
     blended = 0.55 * pictures + 0.45 * heat
-    fig = _figure(1.1 * n + 0.4, 2.6)
+    fig = new_figure(1.1 * n + 0.4, 2.6)
     ax = fig.subplots()
     _grid_axes(ax, torch.cat([pictures, blended]), n)
     ax.xaxis.tick_top()
@@ -223,7 +219,7 @@ def heatmaps_figure(
     columns = min(k + 1, 4)
     lines = -(-(k + 1) // columns)
     aspect = image.shape[1] / image.shape[2]
-    fig = _figure(3.0 * columns, 3.0 * aspect * lines + 0.4)
+    fig = new_figure(3.0 * columns, 3.0 * aspect * lines + 0.4)
     axes = fig.subplots(lines, columns, squeeze=False).flat
     for ax in axes:
         ax.axis("off")

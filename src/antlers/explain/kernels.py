@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import torch
 from torch import Tensor
 
 __all__ = ["evolution_rows", "kernel_grid", "kernel_tiles"]
 
 
-def kernel_tiles(weight: Tensor) -> Tensor:
-    """(Cout, Cin, K, K) -> (Cout, 3 or 1, K, K) in [0, 1], each kernel normalised on its own."""
-    if weight.dim() != 4:
-        raise ValueError(f"kernels must be (Cout, Cin, K, K), got shape {tuple(weight.shape)}")
-    tiles = weight.detach().float().cpu()
+def kernel_tiles(weight: Tensor | np.ndarray) -> Tensor:
+    """(Cout, Cin, K, K) -> (Cout, 3 or 1, K, K) in [0, 1], each kernel normalised on its own.
+
+    weight: a tensor or a NumPy array (the NumPy CNN's kernels)."""
+    tiles = torch.as_tensor(weight).detach().float().cpu()
+    if tiles.dim() != 4:
+        raise ValueError(f"kernels must be (Cout, Cin, K, K), got shape {tuple(tiles.shape)}")
     if tiles.shape[1] != 3:
         tiles = tiles.mean(dim=1, keepdim=True)
     low = tiles.amin(dim=(1, 2, 3), keepdim=True)
@@ -27,7 +31,7 @@ def kernel_tiles(weight: Tensor) -> Tensor:
     return (tiles - low) / (high - low).clamp_min(1e-12)
 
 
-def kernel_grid(weight: Tensor, columns: int | None = None, scale: int = 1) -> Tensor:
+def kernel_grid(weight: Tensor | np.ndarray, columns: int | None = None, scale: int = 1) -> Tensor:
     """The kernels as one RGB image (3, H, W) in [0, 1]: tiles in a grid, 1-pixel white gaps.
 
     columns: tiles per row; default about 1.5 x as many columns as rows (96 kernels: 12 x 8).

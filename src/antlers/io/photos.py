@@ -28,24 +28,15 @@ def sample_photo(name: str = "china") -> np.ndarray:
 def read_image(path: str | Path, max_side: int | None = 1024) -> np.ndarray:
     """Read an image file as RGB floats in [0, 1], shape (H, W, 3); the file is only read.
 
-    EXIF orientation is applied. Images larger than ``max_side`` on their longer side are
-    shrunk (the NumPy convolution is for looking, not for 24-megapixel photos). A missing or
-    unreadable file raises ValueError naming the file and the problem.
+    The pixels come from :func:`antlers.io.images.prepare_image` (EXIF orientation applied,
+    8-bit by its policy). Images larger than ``max_side`` on their longer side are shrunk,
+    keeping the aspect ratio (the NumPy convolution is for looking, not for 24-megapixel
+    photos). A missing or unreadable file raises ValueError naming the file and the problem.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from antlers.io.images import prepare_image
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            if max_side is not None and max(im.size) > max_side:
-                im.thumbnail((max_side, max_side))
-            array = np.asarray(im, dtype=np.float64) / 255.0
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-        raise ValueError(f"{path}: cannot read as an image ({error})") from error
-    return array
+    size = None if max_side is None else (max_side, max_side)
+    return np.asarray(prepare_image(path, 3, size, resize="shrink"), dtype=np.float64) / 255.0
 
 
 def to_grayscale(image: np.ndarray) -> np.ndarray:

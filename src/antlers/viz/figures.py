@@ -1,5 +1,5 @@
 """Figures: small matrices with their numbers, kernels beside the images they filter, curves,
-confusion matrices and captioned image grids.
+confusion matrices and captioned image grids (kernel grids: :mod:`antlers.explain.figures`).
 
 Figures are built with ``matplotlib.figure.Figure`` directly (no pyplot, no global state, no
 display needed) and saved atomically as PNG by :func:`save_figure`. Arrays are NumPy; images are
@@ -8,14 +8,13 @@ display needed) and saved atomically as PNG by :func:`save_figure`. Arrays are N
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from antlers.io.files import atomic_write
+from antlers.io.files import atomic_write_with
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -26,7 +25,6 @@ __all__ = [
     "curve_figure",
     "filtered_grid_figure",
     "image_grid_figure",
-    "kernel_grid_figure",
     "matrices_figure",
     "new_figure",
     "save_figure",
@@ -42,10 +40,9 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Render ``fig`` to PNG and write it atomically to ``path``."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return atomic_write(path, buffer.getvalue())
+    """Render ``fig`` to PNG and write it atomically to ``path`` (pixel images, tensors or PIL:
+    :func:`antlers.viz.images.save_png`)."""
+    return atomic_write_with(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
 
 
 def _show_matrix(ax: Axes, a: np.ndarray, title: str) -> None:
@@ -122,25 +119,6 @@ def curve_figure(
     if len(series) > 1:
         ax.legend()
     ax.grid(alpha=0.3)
-    return fig
-
-
-def kernel_grid_figure(kernels: np.ndarray, title: str = "", columns: int = 8) -> Figure:
-    """Kernels (C, K, K) grayscale or (C, 3, K, K) RGB, each normalised to its own range."""
-    kernels = np.asarray(kernels, dtype=float)
-    n = kernels.shape[0]
-    columns = min(columns, n)
-    rows = -(-n // columns)
-    fig = new_figure(1.2 * columns, 1.2 * rows + (0.4 if title else 0))
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if index < n:
-            k = kernels[index]
-            k = (k - k.min()) / (np.ptp(k) or 1.0)
-            ax.imshow(k.transpose(1, 2, 0) if k.ndim == 3 else k, cmap="gray", vmin=0, vmax=1)
-    if title:
-        fig.suptitle(title)
     return fig
 
 
