@@ -13,8 +13,8 @@ import torch
 import torchvision
 from torch import nn
 
-from antlers.nn.lecture import lecture_cnn
 from antlers.anatomy import ShapeError, equivariance, summary
+from antlers.nn.lecture import lecture_cnn
 
 
 def test_summary_of_the_lecture_cnn() -> None:

@@ -14,15 +14,15 @@ from PIL import Image
 from antlers.cli import main
 from antlers.data.coco import read_coco, read_coco_annotations
 from antlers.data.detection import convert, load_detection
-from antlers.data.object_scenes import load_scenes
+from antlers.data.object_scenes import load_object_scenes
 from antlers.data.shapes import SHAPE_CLASSES
 from antlers.data.yolo import read_yolo, read_yolo_annotations
 
 
 def test_scenes_are_deterministic_with_boxes_around_the_objects() -> None:
-    a = load_scenes("train", n=12, seed=3, fashion=False)
-    b = load_scenes("train", n=12, seed=3, fashion=False)
-    c = load_scenes("test", n=12, seed=3, fashion=False)
+    a = load_object_scenes("train", n=12, seed=3, fashion=False)
+    b = load_object_scenes("train", n=12, seed=3, fashion=False)
+    c = load_object_scenes("test", n=12, seed=3, fashion=False)
     assert a.classes == SHAPE_CLASSES
     assert a.images.shape == (12, 3, 128, 128)
     assert a.images.dtype == torch.uint8
@@ -48,7 +48,7 @@ def test_scenes_are_deterministic_with_boxes_around_the_objects() -> None:
     not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="no Fashion-MNIST here"
 )
 def test_scenes_with_fashion_items_have_ten_classes() -> None:  # not counted as a pass elsewhere
-    s = load_scenes("test", n=40, fashion=True)
+    s = load_object_scenes("test", n=40, fashion=True)
     assert s.classes[-4:] == ("trouser", "dress", "sneaker", "bag")
     assert int(torch.cat(s.labels).max()) >= 6  # some Fashion-MNIST items were placed
 
@@ -190,7 +190,7 @@ def test_yolo_errors_name_the_file_the_line_and_the_problem(
 def test_yolo_without_classes_file(tmp_path: Path) -> None:
     root = _yolo(tmp_path, "")
     (root / "classes.txt").unlink()
-    with pytest.raises(ValueError, match=r"no classes\.txt"):
+    with pytest.raises(ValueError, match=r"classes\.txt: missing"):
         read_yolo_annotations(root)
 
 

@@ -50,8 +50,8 @@ def test_public_api_is_curated_and_sorted() -> None:
 
 
 def test_lazy_names_resolve_to_the_real_functions() -> None:
-    from antlers.nn.lecture import lecture_cnn
     from antlers.anatomy import summary
+    from antlers.nn.lecture import lecture_cnn
 
     assert antlers.summary is summary
     assert antlers.lecture_cnn is lecture_cnn

@@ -11,17 +11,17 @@ import torch
 from PIL import Image
 
 from antlers.data.mask_folder import load_mask_folder
-from antlers.data.street_scenes import SCENE_CLASSES, generate_scenes, load_scenes
+from antlers.data.street_scenes import SCENE_CLASSES, generate_scenes, load_street_scenes
 from antlers.tasks.segment.loader import SegmentLoader
 
 
 def test_scenes_are_deterministic_by_seed_and_split() -> None:
-    a = load_scenes("test", image_size=24, n=6)
-    b = load_scenes("test", image_size=24, n=6)
+    a = load_street_scenes("test", image_size=24, n=6)
+    b = load_street_scenes("test", image_size=24, n=6)
     assert torch.equal(a.images, b.images)
     assert torch.equal(a.masks, b.masks)
-    assert not torch.equal(a.images, load_scenes("train", image_size=24, n=6).images)
-    assert not torch.equal(a.images, load_scenes("test", image_size=24, n=6, seed=1).images)
+    assert not torch.equal(a.images, load_street_scenes("train", image_size=24, n=6).images)
+    assert not torch.equal(a.images, load_street_scenes("test", image_size=24, n=6, seed=1).images)
     assert a.images.shape == (6, 3, 24, 24)
     assert a.masks.shape == (6, 24, 24)
 
@@ -38,7 +38,7 @@ def test_scenes_any_size_and_every_class() -> None:
 def test_scenes_are_not_solved_by_colour_alone() -> None:
     # The best classifier that sees only a pixel's (quantised) colour: the majority class of
     # each colour bin. It must be far from perfect, or the task would not need a CNN.
-    data = load_scenes("train", image_size=32, n=200)
+    data = load_street_scenes("train", image_size=32, n=200)
     colours = (data.images.permute(0, 2, 3, 1).reshape(-1, 3).long() // 32).numpy()
     bins = colours[:, 0] * 64 + colours[:, 1] * 8 + colours[:, 2]
     labels = data.masks.flatten().numpy().astype(np.int64)

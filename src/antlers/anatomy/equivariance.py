@@ -2,6 +2,21 @@
 
 Zero (up to rounding) for stride-1 convolutions and pointwise layers between them; not zero for a
 stride-2 layer or a pooling, whose outputs move by a fraction of a unit.
+
+Which outputs are compared, per dimension, for a shift by ``d`` pixels: output unit ``i`` sees
+the input window ``[lo_i, lo_i + r)`` given by its receptive field (side ``r``, jump ``j``,
+padding included: a valid convolution's unit ``i`` sees the window starting at ``i``).
+``f(shift(x))[i]`` is compared with ``shift(f(x))[i] = f(x)[i - d]``; unit ``i`` is kept when
+
+1. its window lies in ``[max(0, d), min(H, H + d))``, where ``shift(x)`` holds moved content
+   (no fill, no padding, nothing pushed out),
+2. the window of unit ``i - d`` lies in ``[0, H)`` (no padding in ``f(x)[i - d]``), and
+3. ``0 <= i - d < H'``.
+
+With jump 1 (stride-1 layers, any padding, pointwise layers between) both sides then see the
+same pixels, so the result is 0 up to rounding. With jump ``j > 1`` (a stride-2 layer, a
+pooling) unit ``i - d`` sees pixels ``d x j`` away instead of ``d``: the content moved by
+``d / j`` of a unit, not by ``d`` units, and the result is not 0.
 """
 
 from __future__ import annotations
@@ -11,8 +26,8 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from antlers.conv.arithmetic import ReceptiveField
 from antlers.anatomy.trace import RF, Tracer, eval_mode, input_rf
+from antlers.conv.arithmetic import ReceptiveField
 
 __all__ = ["equivariance"]
 
@@ -23,22 +38,8 @@ def equivariance(module: nn.Module, x: Tensor, shift: tuple[int, int] = (0, 1)) 
     ``shift((dy, dx))`` moves the content of the last two dimensions by ``dy`` rows down and
     ``dx`` columns right, filling with zeros: ``shift(t)[..., i, j] = t[..., i - dy, j - dx]``.
     The same pixel shift is applied to the input ``x`` (``(N, C, H, W)`` or ``(C, H, W)``) and to
-    the output ``f(x)`` (``(N, C', H', W')``), index for index.
-
-    Which outputs are compared: output unit ``i`` (per dimension) sees the input window
-    ``[lo_i, lo_i + r)`` given by its receptive field (side ``r``, jump ``j``, padding included:
-    a valid convolution's unit ``i`` sees the window starting at ``i``). ``f(shift(x))[i]`` is
-    compared with ``shift(f(x))[i] = f(x)[i - d]``; unit ``i`` is kept when
-
-    1. its window lies in ``[max(0, d), min(H, H + d))``, where ``shift(x)`` holds moved content
-       (no fill, no padding, nothing pushed out),
-    2. the window of unit ``i - d`` lies in ``[0, H)`` (no padding in ``f(x)[i - d]``), and
-    3. ``0 <= i - d < H'``.
-
-    With jump 1 (stride-1 layers, any padding, pointwise layers between) both sides then see
-    the same pixels, so the result is 0 up to rounding. With jump ``j > 1`` (a stride-2 layer, a
-    pooling) unit ``i - d`` sees pixels ``d x j`` away instead of ``d``: the content moved by
-    ``d / j`` of a unit, not by ``d`` units, and the result is not 0.
+    the output ``f(x)`` (``(N, C', H', W')``), index for index. Only the output units clear of
+    the borders are compared (rules 1-3 of the module docstring).
 
     The module runs in eval mode under ``torch.no_grad()`` and is given back in its modes.
 
@@ -88,7 +89,7 @@ def _shift(t: Tensor, shift: tuple[int, int]) -> Tensor:
 
 
 def _clear_of_borders(rf: ReceptiveField, n_in: int, n_out: int, d: int) -> list[int]:
-    """Output indices kept by rules 1-3 of :func:`equivariance`, along one dimension."""
+    """Output indices kept by rules 1-3 of the module docstring, along one dimension."""
     keep = []
     for i in range(n_out):
         lo, hi = rf.window(i)

@@ -39,7 +39,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from antlers.conv.arithmetic import output_size
 from antlers.anatomy.trace import (
     CONVS,
     TRANSPOSED,
@@ -49,6 +48,7 @@ from antlers.anatomy.trace import (
     input_rf,
     param_dtype,
 )
+from antlers.conv.arithmetic import output_size
 
 __all__ = ["ShapeError", "Summary", "summary"]
 

@@ -21,14 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from antlers.conv.ops import (
-    conv2d,
-    conv2d_backward,
-    max_pool2d,
-    max_pool2d_backward,
-    relu,
-    relu_backward,
-)
+from antlers.conv import ops
 
 __all__ = [
     "NumpyCNN",
@@ -97,9 +90,9 @@ class NumpyCNN:
 
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         p = self.params
-        z = conv2d(x, p["conv_w"], p["conv_b"], padding=1)  # (N, C, H, W)
-        a = relu(z)
-        pooled = max_pool2d(a, 2)  # (N, C, H/2, W/2)
+        z = ops.conv2d(x, p["conv_w"], p["conv_b"], padding=1)  # (N, C, H, W)
+        a = ops.relu(z)
+        pooled = ops.max_pool2d(a, 2)  # (N, C, H/2, W/2)
         flat = pooled.reshape(len(x), -1)  # (N, F)
         logits = flat @ p["fc_w"].T + p["fc_b"]  # (N, classes)
         return logits, {"x": x, "z": z, "a": a, "pooled": pooled, "flat": flat}
@@ -111,9 +104,9 @@ class NumpyCNN:
         c, p = self._cache, self.params
         grads = {"fc_w": grad_logits.T @ c["flat"], "fc_b": grad_logits.sum(axis=0)}
         grad_pooled = (grad_logits @ p["fc_w"]).reshape(c["pooled"].shape)
-        grad_a = max_pool2d_backward(grad_pooled, c["a"], 2)
-        grad_z = relu_backward(grad_a, c["z"])
-        _, grads["conv_w"], grads["conv_b"] = conv2d_backward(
+        grad_a = ops.max_pool2d_backward(grad_pooled, c["a"], 2)
+        grad_z = ops.relu_backward(grad_a, c["z"])
+        _, grads["conv_w"], grads["conv_b"] = ops.conv2d_backward(
             grad_z, c["x"], p["conv_w"], padding=1
         )
         return grads

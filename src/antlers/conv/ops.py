@@ -44,8 +44,8 @@ __all__ = [
 # ---------------------------------------------------------------------------- convolution
 
 # Images go through im2col and the GEMM in blocks whose columns take about this many bytes, so
-# that the columns are still in the CPU cache when the GEMM reads them (about 1.3x faster than
-# building the columns of the whole batch at once).
+# that the columns are still in the CPU cache when the GEMM reads them (faster than building the
+# columns of the whole batch at once, docs/experiments/cpu-layout.md).
 BLOCK_BYTES = 2**21
 
 
@@ -197,10 +197,7 @@ def max_pool2d(
 
 
 def max_pool2d_backward(
-    grad_out: np.ndarray,
-    x: np.ndarray,
-    kernel_size: IntPair = 2,
-    stride: IntPair | None = None,
+    grad_out: np.ndarray, x: np.ndarray, kernel_size: IntPair = 2, stride: IntPair | None = None
 ) -> np.ndarray:
     """Gradient of :func:`max_pool2d`: each window's gradient goes to its maximum, shape of ``x``.
 
@@ -208,9 +205,9 @@ def max_pool2d_backward(
     (stride < kernel) add up.
     """
     windows, (kh, kw), (sh, sw) = _pool_windows(x, kernel_size, stride)
-    n, c, h_out, w_out = windows.shape[:4]
-    grad_out = _check_grad(grad_out, (n, c, h_out, w_out))
-    argmax = windows.reshape(n, c, h_out, w_out, kh * kw).argmax(axis=4)
+    grad_out = _check_grad(grad_out, windows.shape[:4])  # (N, C, Hout, Wout)
+    h_out, w_out = grad_out.shape[2:]
+    argmax = windows.reshape(*grad_out.shape, kh * kw).argmax(axis=4)
     grad_x = np.zeros(np.shape(x), dtype=np.result_type(grad_out, np.asarray(x).dtype))
     for u in range(kh):
         for v in range(kw):
@@ -228,16 +225,12 @@ def avg_pool2d(
 
 
 def avg_pool2d_backward(
-    grad_out: np.ndarray,
-    x: np.ndarray,
-    kernel_size: IntPair = 2,
-    stride: IntPair | None = None,
+    grad_out: np.ndarray, x: np.ndarray, kernel_size: IntPair = 2, stride: IntPair | None = None
 ) -> np.ndarray:
     """Gradient of :func:`avg_pool2d`: each window's gradient / (KH*KW) goes to all its pixels."""
     windows, (kh, kw), (sh, sw) = _pool_windows(x, kernel_size, stride)
-    n, c, h_out, w_out = windows.shape[:4]
-    grad_out = _check_grad(grad_out, (n, c, h_out, w_out))
-    share = grad_out / (kh * kw)
+    share = _check_grad(grad_out, windows.shape[:4]) / (kh * kw)  # (N, C, Hout, Wout)
+    h_out, w_out = share.shape[2:]
     grad_x = np.zeros(np.shape(x), dtype=share.dtype)
     for u in range(kh):
         for v in range(kw):

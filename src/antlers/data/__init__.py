@@ -1,8 +1,18 @@
-"""Image-classification data: built-in sets, real benchmarks and the user's class folders.
+"""Data for every task, held in memory as uint8 tensors: images with labels, masks or boxes.
 
-Every loader returns an `ImageSet` (uint8 images (N, C, H, W), int64 labels, class names) whose
-samples are ``{"image": float32 (C, H, W) in [0, 1], "label": int}``. Importing this package
-reads, downloads and generates nothing.
+* Classification: :class:`ImageSet` (images (N, C, H, W), int64 labels (N,), class names) from
+  :func:`load_dataset`: the built-in ``shapes`` (``shapes.py``) and ``digits`` (``digits.py``),
+  the real benchmarks MNIST, Fashion-MNIST (``mnist.py``, ``idx.py``) and CIFAR-10
+  (``cifar.py``), found on disk or downloaded (``fetch.py``), and class folders (``folder.py``).
+* Segmentation: :class:`~antlers.data.segset.SegmentationSet` (images and uint8 masks
+  (N, H, W)): the built-in street ``scenes`` (``street_scenes.py``) and mask folders
+  (``mask_folder.py``).
+* Detection: :class:`~antlers.data.boxset.DetectionSet` (images and per-image xyxy boxes and
+  labels) from :func:`~antlers.data.detection.load_detection`: the built-in object ``scenes``
+  (``object_scenes.py``), COCO JSON (``coco.py``) and YOLO folders (``yolo.py``), read as
+  :class:`~antlers.data.annotations.Annotations` first.
+
+Importing this package reads, downloads and generates nothing.
 
     >>> train = load_dataset("shapes", "train", image_size=32)   # doctest: +SKIP
     >>> train[0]["image"].shape                                   # doctest: +SKIP
@@ -12,58 +22,34 @@ reads, downloads and generates nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
+from antlers.data import mnist
 from antlers.data.cifar import load_cifar10
 from antlers.data.digits import load_digits
 from antlers.data.fetch import DatasetNotFoundError
 from antlers.data.folder import load_folder
 from antlers.data.idx import read_idx
-from antlers.data.imageset import ImageSet
-from antlers.data.mnist import load_fashion_mnist, load_mnist
+from antlers.data.imageset import SPLITS, ImageSet
+from antlers.data.mnist import load_idx_dataset
 from antlers.data.shapes import SHAPE_CLASSES, load_shapes
 
 __all__ = [
     "DATASETS",
     "SHAPE_CLASSES",
     "SPLITS",
-    "DatasetLoader",
     "DatasetNotFoundError",
     "ImageSet",
     "load_cifar10",
     "load_dataset",
     "load_digits",
-    "load_fashion_mnist",
     "load_folder",
-    "load_mnist",
+    "load_idx_dataset",
     "load_shapes",
     "read_idx",
 ]
 
-SPLITS = ("train", "test")
-
-
-class DatasetLoader(Protocol):
-    """The signature every built-in loader shares; arguments a loader has no use for are ignored."""
-
-    def __call__(
-        self,
-        split: str = "train",
-        *,
-        data_dir: str | Path | None = None,
-        download: bool = True,
-        image_size: int | None = None,
-        seed: int = 0,
-    ) -> ImageSet: ...
-
-
-DATASETS: dict[str, DatasetLoader] = {
-    "fashion-mnist": load_fashion_mnist,
-    "mnist": load_mnist,
-    "cifar10": load_cifar10,
-    "shapes": load_shapes,
-    "digits": load_digits,
-}
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "shapes", "digits")
+"""The built-in classification sets' names (a path names a class-folder dataset)."""
 
 
 def load_dataset(
@@ -89,9 +75,18 @@ def load_dataset(
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     if image_size is not None and (not isinstance(image_size, int) or image_size <= 0):
         raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
-    if name_or_path in DATASETS:
-        loader = DATASETS[name_or_path]
-        return loader(split, data_dir=data_dir, download=download, image_size=image_size, seed=seed)
+    folder = None if data_dir is None else Path(data_dir).expanduser()
+    match name_or_path:
+        case "mnist":
+            return load_idx_dataset(mnist.MNIST, split, folder, download, image_size)
+        case "fashion-mnist":
+            return load_idx_dataset(mnist.FASHION_MNIST, split, folder, download, image_size)
+        case "cifar10":
+            return load_cifar10(split, folder, download, image_size)
+        case "shapes":
+            return load_shapes(split, image_size=image_size, seed=seed)
+        case "digits":
+            return load_digits(split, image_size=image_size, seed=seed)
     path = Path(name_or_path).expanduser()
     if not path.exists():
         raise ValueError(

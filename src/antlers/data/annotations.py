@@ -34,7 +34,7 @@ def read_rgb(path: Path, source: Path, where: str) -> np.ndarray:
     """The image at ``path`` as uint8 (H, W, 3); a missing or unreadable file: ValueError."""
     from PIL import Image, UnidentifiedImageError
 
-    from antlers.data.folder import to_8bit
+    from antlers.io.images import to_8bit
 
     if not path.is_file():
         raise ValueError(f"{source}: {where}: image file not found: {path}")

@@ -12,7 +12,6 @@ import tarfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import torch
 
 from antlers.data.fetch import (
     cache_dir,
@@ -21,7 +20,7 @@ from antlers.data.fetch import (
     not_found_error,
     search_folders,
 )
-from antlers.data.imageset import ImageSet, resize_images
+from antlers.data.imageset import ImageSet
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -123,7 +122,7 @@ def extract_tar(archive: Path, dest: Path) -> None:
             tmp.replace(target)
 
 
-def locate(split: str, data_dir: str | Path | None, download: bool) -> Path:
+def locate_cifar10(split: str, data_dir: Path | None, download: bool) -> Path:
     """The folder holding the split's .bin files.
 
     When no searched folder has them, the archive (found in a searched folder, else downloaded
@@ -151,23 +150,13 @@ def locate(split: str, data_dir: str | Path | None, download: bool) -> Path:
 
 
 def load_cifar10(
-    split: str = "train",
-    *,
-    data_dir: str | Path | None = None,
-    download: bool = True,
-    image_size: int | None = None,
-    seed: int = 0,
+    split: str, data_dir: Path | None, download: bool, image_size: int | None
 ) -> ImageSet:
-    """CIFAR-10: 50000 train / 10000 test RGB images (N, 3, 32, 32), or image_size square.
-
-    seed is accepted for a uniform loader signature and unused (the split is fixed).
-    """
+    """CIFAR-10: 50000 train / 10000 test RGB images (N, 3, 32, 32), or image_size square."""
     if split not in SPLIT_FILES:
         raise ValueError(f"split must be one of {list(SPLIT_FILES)}, got {split!r}")
-    folder = locate(split, data_dir, download)
+    folder = locate_cifar10(split, data_dir, download)
     batches = [read_cifar_batch(folder / name) for name in SPLIT_FILES[split]]
-    images = torch.from_numpy(np.concatenate([b[0] for b in batches]))
-    labels = torch.from_numpy(np.concatenate([b[1] for b in batches]).astype(np.int64))
-    if image_size is not None:
-        images = resize_images(images, image_size)
-    return ImageSet(images, labels, read_class_names(folder), NAME)
+    images = np.concatenate([b[0] for b in batches])
+    labels = np.concatenate([b[1] for b in batches])
+    return ImageSet.from_arrays(images, labels, read_class_names(folder), NAME, image_size)

@@ -44,9 +44,9 @@ def load_detection(
     if split not in ("train", "test"):
         raise ValueError(f"split must be one of ['train', 'test'], got {split!r}")
     if name_or_path == "scenes":
-        from antlers.data.object_scenes import load_scenes
+        from antlers.data.object_scenes import load_object_scenes
 
-        return load_scenes(split, image_size=image_size, seed=seed, n=n)
+        return load_object_scenes(split, image_size=image_size, seed=seed, n=n)
     path = Path(name_or_path).expanduser()
     size = image_size or 128
     if path.is_file() and path.suffix.lower() == ".json":

@@ -8,32 +8,18 @@ test split.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import torch
 
-from antlers.data.imageset import ImageSet, resize_images, stratified_split_indices
+from antlers.data.imageset import SPLITS, ImageSet, stratified_split_indices
 
 __all__ = ["DIGIT_CLASSES", "TEST_FRACTION", "load_digits"]
 
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 TEST_FRACTION = 0.2
-SPLITS = ("train", "test")
 
 
-def load_digits(
-    split: str = "train",
-    *,
-    data_dir: str | Path | None = None,
-    download: bool = True,
-    image_size: int | None = None,
-    seed: int = 0,
-) -> ImageSet:
-    """One split of the digits set as an ImageSet (about 1438 train / 359 test images).
-
-    data_dir and download are accepted for a uniform loader signature and unused.
-    """
+def load_digits(split: str = "train", *, image_size: int | None = None, seed: int = 0) -> ImageSet:
+    """One split of the digits set as an ImageSet (about 1438 train / 359 test images)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     from sklearn.datasets import load_digits as sklearn_digits  # heavy import, only when used
@@ -44,7 +30,4 @@ def load_digits(
     labels = np.asarray(bunch.target, dtype=np.int64)
     train, test = stratified_split_indices(labels, TEST_FRACTION, seed)
     chosen = train if split == "train" else test
-    tensor = torch.from_numpy(images[chosen])
-    if image_size is not None:
-        tensor = resize_images(tensor, image_size)
-    return ImageSet(tensor, torch.from_numpy(labels[chosen]), DIGIT_CLASSES, "digits")
+    return ImageSet.from_arrays(images[chosen], labels[chosen], DIGIT_CLASSES, "digits", image_size)

@@ -20,6 +20,9 @@ Files are opened read-only and never modified. Non-image files (by extension) an
 folders are ignored. A file Pillow cannot read, or a decompression bomb (more pixels than
 ``PIL.Image.MAX_IMAGE_PIXELS``), is skipped with one warning giving the count and first names, and
 listed in ``ImageSet.skipped``; with ``strict=True`` it raises ValueError naming the file instead.
+
+Segmentation mask folders reuse :func:`list_images` and :func:`open_checked`; they and YOLO
+folders read their ``classes.txt`` with :func:`read_classes`.
 """
 
 from __future__ import annotations
@@ -32,8 +35,16 @@ import torch
 from PIL import Image, ImageOps
 
 from antlers.data.imageset import ImageSet, stratified_split_indices
+from antlers.io.images import to_8bit
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "IMAGE_EXTENSIONS", "list_images", "load_folder", "read_image"]
+__all__ = [
+    "DEFAULT_IMAGE_SIZE",
+    "IMAGE_EXTENSIONS",
+    "decode_image",
+    "list_images",
+    "load_folder",
+    "read_classes",
+]
 
 IMAGE_EXTENSIONS = (
     ".bmp",
@@ -51,9 +62,7 @@ IMAGE_EXTENSIONS = (
 )
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_TEST_FRACTION = 0.2
-BACKGROUND = (255, 255, 255, 255)
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
-ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val")}
 SHOWN_SKIPPED = 3
 
@@ -70,6 +79,18 @@ def list_images(folder: Path) -> list[Path]:
         for p in folder.rglob("*")
         if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and _visible(p, folder)
     )
+
+
+def read_classes(root: Path) -> tuple[str, ...]:
+    """The class names in root/classes.txt, line k naming class id k (blank lines and surrounding
+    spaces dropped): the segmentation mask folders' and YOLO folders' list of classes."""
+    path = root / "classes.txt"
+    if not path.is_file():
+        raise ValueError(f"{path}: missing; write one class name per line (line k = class id k)")
+    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    if not names:
+        raise ValueError(f"{path}: no class names")
+    return names
 
 
 def class_folders(root: Path) -> list[Path]:
@@ -125,22 +146,7 @@ def open_checked(path: Path) -> Image.Image:
             return ImageOps.exif_transpose(im)
 
 
-def to_8bit(im: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit "L" or "RGB" by the policy of the module docstring."""
-    if im.mode in ("L", "RGB"):
-        return im
-    if im.mode == "I" or im.mode.startswith("I;16"):
-        values = np.asarray(im).astype(np.float64) * (255.0 / 65535.0)
-        return Image.fromarray(values.round().clip(0, 255).astype(np.uint8), mode="L")
-    if im.mode in ("1", "F"):
-        return im.convert("L")
-    if im.mode in ALPHA_MODES or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, BACKGROUND), rgba).convert("RGB")
-    return im.convert("RGB")
-
-
-def read_image(path: str | Path, image_size: int, channels: int) -> np.ndarray:
+def decode_image(path: str | Path, image_size: int, channels: int) -> np.ndarray:
     """One image file as uint8 (image_size, image_size, channels) by the module's policy.
 
     Raises whatever Pillow raises for an unreadable or oversized file.
@@ -171,7 +177,7 @@ def decode_all(
     skipped: list[tuple[Path, str]] = []
     for i, path in enumerate(files):
         try:
-            arrays.append(read_image(path, image_size, channels))
+            arrays.append(decode_image(path, image_size, channels))
         except Exception as error:  # Pillow raises many exception types for malformed files
             reason = f"{type(error).__name__}: {error}"
             if strict:

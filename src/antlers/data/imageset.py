@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["ImageSet", "resize_images", "stratified_split_indices"]
+__all__ = ["SPLITS", "ImageSet", "resize_images", "stratified_split_indices"]
+
+SPLITS = ("train", "test")
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +60,22 @@ class ImageSet:
                 f"{self.name}: labels must lie in [0, {len(self.classes)}), "
                 f"got [{int(self.labels.min())}, {int(self.labels.max())}]"
             )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        images: np.ndarray,
+        labels: np.ndarray,
+        classes: Sequence[str],
+        name: str,
+        image_size: int | None = None,
+    ) -> ImageSet:
+        """An ImageSet of NumPy uint8 images (N, C, H, W) and integer labels (N,), the images
+        resized to (N, C, S, S), S = ``image_size``, when given (:func:`resize_images`)."""
+        tensor = torch.from_numpy(images)
+        if image_size is not None:
+            tensor = resize_images(tensor, image_size)
+        return cls(tensor, torch.from_numpy(labels.astype(np.int64)), tuple(classes), name)
 
     def __len__(self) -> int:
         """Number of images N."""

@@ -25,26 +25,21 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from antlers.data.folder import IMAGE_EXTENSIONS, list_images, open_checked, to_8bit
+from antlers.data.folder import (
+    IMAGE_EXTENSIONS,
+    SPLIT_FOLDERS,
+    list_images,
+    open_checked,
+    read_classes,
+)
 from antlers.data.segset import IGNORE_INDEX, SegmentationSet
+from antlers.io.images import to_8bit
 
-__all__ = ["load_mask_folder", "read_classes", "read_pair"]
+__all__ = ["load_mask_folder", "read_pair"]
 
 DEFAULT_IMAGE_SIZE = 64
 TEST_FRACTION = 0.2
 MASK_MODES = ("L", "P")
-SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val")}
-
-
-def read_classes(root: Path) -> tuple[str, ...]:
-    """The class names in root/classes.txt (blank lines and surrounding spaces dropped)."""
-    path = root / "classes.txt"
-    if not path.is_file():
-        raise ValueError(f"{path}: missing; write one class name per line (line k = class id k)")
-    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-    if not names:
-        raise ValueError(f"{path}: no class names")
-    return names
 
 
 def read_mask(path: Path, num_classes: int) -> Image.Image:

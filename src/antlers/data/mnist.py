@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from antlers.data.fetch import (
     cache_dir,
@@ -23,9 +22,9 @@ from antlers.data.fetch import (
     search_folders,
 )
 from antlers.data.idx import read_idx
-from antlers.data.imageset import ImageSet, resize_images
+from antlers.data.imageset import ImageSet
 
-__all__ = ["FASHION_MNIST", "MNIST", "IdxSource", "load_fashion_mnist", "load_mnist"]
+__all__ = ["FASHION_MNIST", "MNIST", "IdxSource", "load_idx_dataset", "locate_idx"]
 
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 
@@ -85,7 +84,7 @@ def split_files(split: str) -> tuple[str, str]:
     return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
 
 
-def locate(source: IdxSource, split: str, data_dir: str | Path | None, download: bool) -> Path:
+def locate_idx(source: IdxSource, split: str, data_dir: Path | None, download: bool) -> Path:
     """The folder holding the split's two IDX files, downloading them into the cache if needed."""
     names = split_files(split)
     folders = search_folders(source.name, data_dir, source.system_folders)
@@ -127,46 +126,12 @@ def read_split(folder: Path, split: str, n_classes: int) -> tuple[np.ndarray, np
 
 
 def load_idx_dataset(
-    source: IdxSource,
-    split: str = "train",
-    data_dir: str | Path | None = None,
-    download: bool = True,
-    image_size: int | None = None,
+    source: IdxSource, split: str, data_dir: Path | None, download: bool, image_size: int | None
 ) -> ImageSet:
-    """One split of an MNIST-like IDX dataset: uint8 (N, 1, S, S), S = image_size or 28."""
-    folder = locate(source, split, data_dir, download)
+    """One split of an MNIST-like IDX dataset: uint8 (N, 1, S, S), S = image_size or 28.
+
+    60000 train / 10000 test images for MNIST and Fashion-MNIST; the split is fixed.
+    """
+    folder = locate_idx(source, split, data_dir, download)
     images, labels = read_split(folder, split, len(source.classes))
-    tensor = torch.from_numpy(images).unsqueeze(1)
-    if image_size is not None:
-        tensor = resize_images(tensor, image_size)
-    return ImageSet(tensor, torch.from_numpy(labels.astype(np.int64)), source.classes, source.name)
-
-
-def load_mnist(
-    split: str = "train",
-    *,
-    data_dir: str | Path | None = None,
-    download: bool = True,
-    image_size: int | None = None,
-    seed: int = 0,
-) -> ImageSet:
-    """MNIST digits, classes "0".."9"; 60000 train / 10000 test images (N, 1, 28, 28).
-
-    seed is accepted for a uniform loader signature and unused (the split is fixed).
-    """
-    return load_idx_dataset(MNIST, split, data_dir, download, image_size)
-
-
-def load_fashion_mnist(
-    split: str = "train",
-    *,
-    data_dir: str | Path | None = None,
-    download: bool = True,
-    image_size: int | None = None,
-    seed: int = 0,
-) -> ImageSet:
-    """Fashion-MNIST (Zalando), 10 clothing classes; 60000 train / 10000 test images (N, 1, 28, 28).
-
-    seed is accepted for a uniform loader signature and unused (the split is fixed).
-    """
-    return load_idx_dataset(FASHION_MNIST, split, data_dir, download, image_size)
+    return ImageSet.from_arrays(images[:, None], labels, source.classes, source.name, image_size)

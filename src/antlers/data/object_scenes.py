@@ -26,7 +26,7 @@ from antlers.data.shapes import (
     shape_coverage,
 )
 
-__all__ = ["FASHION_ITEMS", "load_scenes", "scene_classes"]
+__all__ = ["FASHION_ITEMS", "load_object_scenes", "scene_classes"]
 
 DEFAULT_SIZE = 128
 DEFAULT_COUNTS = {"train": 3000, "test": 300}
@@ -40,10 +40,12 @@ CHUNK = 256  # backgrounds rendered at once
 def _fashion_items(split: str) -> dict[int, np.ndarray] | None:
     """Fashion-MNIST images (n, 28, 28) per chosen label, or None when its files are not here."""
     from antlers.data.fetch import DatasetNotFoundError
-    from antlers.data.mnist import load_fashion_mnist
+    from antlers.data.mnist import FASHION_MNIST, load_idx_dataset
 
     try:
-        data = load_fashion_mnist(split, download=False)
+        data = load_idx_dataset(
+            FASHION_MNIST, split, data_dir=None, download=False, image_size=None
+        )
     except DatasetNotFoundError:
         return None
     images, labels = data.images[:, 0].numpy(), data.labels.numpy()
@@ -154,7 +156,7 @@ def _backgrounds(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     return np.ascontiguousarray(canvas)
 
 
-def load_scenes(
+def load_object_scenes(
     split: str = "train",
     *,
     image_size: int | None = None,

@@ -16,10 +16,8 @@ xyxy pixel edges (x0, y0, x1, y1) with x1, y1 exclusive.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-import torch
 
 from antlers.data.imageset import ImageSet
 
@@ -232,19 +230,12 @@ def generate_shapes(n: int, image_size: int, rng: np.random.Generator) -> tuple[
 
 
 def load_shapes(
-    split: str = "train",
-    *,
-    data_dir: str | Path | None = None,
-    download: bool = True,
-    image_size: int | None = None,
-    seed: int = 0,
-    n: int | None = None,
+    split: str = "train", *, image_size: int | None = None, seed: int = 0, n: int | None = None
 ) -> ImageSet:
     """The shapes classification set: n (default 10000 train / 2000 test) RGB images, S x S.
 
     S = image_size or 32. Deterministic: the generator is seeded with (seed, split), so train and
-    test come from different streams. data_dir and download are accepted for a uniform loader
-    signature and unused.
+    test come from different streams.
     """
     if split not in SPLIT_STREAMS:
         raise ValueError(f"split must be one of {list(SPLIT_STREAMS)}, got {split!r}")
@@ -252,4 +243,4 @@ def load_shapes(
     count = DEFAULT_COUNTS[split] if n is None else n
     size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
     images, labels = generate_shapes(count, size, rng)
-    return ImageSet(torch.from_numpy(images), torch.from_numpy(labels), SHAPE_CLASSES, "shapes")
+    return ImageSet.from_arrays(images, labels, SHAPE_CLASSES, "shapes")

@@ -29,7 +29,7 @@ import torch
 
 from antlers.data.segset import SegmentationSet
 
-__all__ = ["SCENE_CLASSES", "generate_scenes", "load_scenes"]
+__all__ = ["SCENE_CLASSES", "generate_scenes", "load_street_scenes"]
 
 SCENE_CLASSES = (
     "unlabelled",
@@ -279,7 +279,7 @@ def generate_scenes(
     return images, masks
 
 
-def load_scenes(
+def load_street_scenes(
     split: str = "train", *, image_size: int | None = None, seed: int = 0, n: int | None = None
 ) -> SegmentationSet:
     """The scenes set: n (default 4000 train / 500 test) street scenes, S x S (default 64).

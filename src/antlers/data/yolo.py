@@ -19,6 +19,7 @@ import torch
 
 from antlers.data.annotations import Annotations, inside_root, read_rgb
 from antlers.data.boxset import BoxCounts, DetectionSet
+from antlers.data.folder import read_classes
 
 __all__ = ["read_yolo", "read_yolo_annotations", "write_yolo", "yolo_splits"]
 
@@ -32,16 +33,6 @@ def yolo_splits(folder: Path) -> dict[str, str] | None:
         if (images / "train").is_dir() and (images / test).is_dir():
             return {"train": "train", "test": test}
     return None
-
-
-def _classes(folder: Path) -> tuple[str, ...]:
-    names = folder / "classes.txt"
-    if not names.is_file():
-        raise ValueError(f"{folder}: no classes.txt (one class name a line) in the YOLO folder")
-    classes = tuple(line.strip() for line in names.read_text().splitlines() if line.strip())
-    if not classes:
-        raise ValueError(f"{names}: no class names")
-    return classes
 
 
 def _parse_line(line: str, file: Path, number: int, n_classes: int) -> tuple[int, list[float]]:
@@ -67,7 +58,7 @@ def _parse_line(line: str, file: Path, number: int, n_classes: int) -> tuple[int
 def read_yolo_annotations(folder: str | Path, subset: str | None = None) -> Annotations:
     """The images and boxes of a YOLO folder (or of its images/<subset>), checked."""
     folder = Path(folder)
-    classes = _classes(folder)
+    classes = read_classes(folder)
     images_dir = folder / "images" / (subset or "")
     if not images_dir.is_dir():
         raise ValueError(f"{folder}: no images folder {images_dir}")

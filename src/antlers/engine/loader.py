@@ -22,7 +22,6 @@ __all__ = [
     "TensorLoader",
     "count_batches",
     "epoch_order",
-    "image_meta",
     "random_crop",
     "random_flip",
 ]
@@ -58,22 +57,6 @@ def count_batches(order: Tensor, batch_size: int, drop_last: bool) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
-def image_meta(task: str, model: str, data: str, images: Tensor, classes: list[str]) -> dict:
-    """The model meta every image task saves: input shape, class names and pixel statistics
-    (mean, std per channel) of the uint8 training ``images`` (N, C, H, W)."""
-    pixels = images.float().div(255)
-    return {
-        "task": task,
-        "model": model,
-        "in_channels": int(images.shape[1]),
-        "image_size": [int(images.shape[2]), int(images.shape[3])],
-        "classes": list(classes),
-        "data": data,
-        "mean": pixels.mean(dim=(0, 2, 3)).tolist(),
-        "std": pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist(),
-    }
-
-
 def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
     """Pad (B, C, H, W) by ``padding`` zeros and crop each image back at a random offset."""
     if padding == 0:
@@ -95,19 +78,25 @@ def random_flip(images: Tensor, generator: torch.Generator) -> Tensor:
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
+@dataclass(kw_only=True)
 class EpochBatches:
     """What every loader shares: each epoch's sample order, sharded as DistributedSampler does
     (``epoch_order``), cut into batches, and one seeded generator per batch for augmentation,
-    so a run resumed at any batch sees the same batches. Subclasses (dataclasses) provide the
-    attributes below and ``num_samples``, and define ``epoch(epoch, start_batch)``."""
+    so a run resumed at any batch sees the same batches.
 
-    batch_size: int
-    shuffle: bool
-    seed: int
-    rank: int
-    world_size: int
-    drop_last: bool
-    num_samples: int
+    The options, keyword-only: ``shuffle`` (a seeded new order every epoch), ``seed`` (of the
+    order and the augmentation), ``flip`` (mirror a random half of each batch), ``rank`` and
+    ``world_size`` (this process's shard), ``drop_last`` (no last partial batch; without it the
+    shards are padded to equal sizes, as DistributedSampler does). Subclasses are dataclasses
+    whose own fields come first (their data, then ``batch_size``); they provide
+    ``num_samples`` and define ``epoch(epoch, start_batch)``."""
+
+    shuffle: bool = False
+    seed: int = 0
+    flip: bool = False
+    rank: int = 0
+    world_size: int = 1
+    drop_last: bool = False
 
     def _indices(self, epoch: int) -> Tensor:
         return epoch_order(
@@ -147,20 +136,13 @@ class TensorLoader(EpochBatches):
     """Iterate over ``(images, labels)`` in batches of dicts {"image": float [0,1], "label"}.
 
     images: uint8 (N, C, H, W); labels: int64 (N,). ``crop_padding`` and ``flip`` turn on the
-    batch-level augmentation (training only). ``rank``/``world_size`` shard each epoch as
-    DistributedSampler does (padded to equal shard sizes when ``drop_last`` is False).
+    batch-level augmentation (training only); the other options: :class:`EpochBatches`.
     """
 
     images: Tensor
     labels: Tensor
     batch_size: int
-    shuffle: bool = False
-    seed: int = 0
     crop_padding: int = 0
-    flip: bool = False
-    rank: int = 0
-    world_size: int = 1
-    drop_last: bool = False
 
     @property
     def num_samples(self) -> int:

@@ -7,7 +7,8 @@
   layer most, computed streaming over the whole dataset.
 * ``gradcam.py``: Grad-CAM heat maps for the predicted or a chosen class.
 * ``sliding.py``: the moose detector, a classifier made fully convolutional and slid over a
-  larger image, proven equal to the explicit sliding window.
+  larger image, proven equal to the explicit sliding window; ``classifier_parts.py`` takes the
+  classifier apart, ``head_convs.py`` turns its head into convolutions.
 * ``layers.py`` (forward hooks, layers by name, receptive fields), ``figures.py`` (the pictures),
   ``report.py`` (everything for one run into a folder: ``antlers explain`` / ``antlers slide``).
 """
@@ -26,10 +27,10 @@ __all__ = [
     "capture",
     "crop_window",
     "default_cam_layer",
+    "explain_model",
     "feature_maps",
     "fully_convolutional",
     "grad_cam",
-    "explain_model",
     "kernel_grid",
     "layer_rf",
     "slide_image",

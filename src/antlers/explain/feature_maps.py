@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from antlers.explain.layers import capture, spatial_layers
 from antlers.anatomy.trace import eval_mode
+from antlers.explain.layers import capture, spatial_layers
 
 __all__ = ["feature_maps", "strongest_channels"]
 

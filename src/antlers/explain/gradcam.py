@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from antlers.explain.layers import get_layer
 from antlers.anatomy.trace import eval_mode
+from antlers.explain.layers import get_layer
 
 __all__ = ["default_cam_layer", "grad_cam"]
 

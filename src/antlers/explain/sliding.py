@@ -9,11 +9,11 @@ in one pass (OverFeat, Sermanet et al. 2014; FCN, Long et al. 2015):
    the features of every window at once (the features of neighbouring windows are shared).
 2. An adaptive pooling just before the Flatten becomes the fixed pooling it amounts to at the
    classifier's input size (kernel and stride from PyTorch's start/end rule); refused when its
-   windows are uneven there.
+   windows are uneven there (:func:`antlers.explain.head_convs.fixed_pool`).
 3. The first Linear after the Flatten, weight ``(out, C*h*w)``, becomes a ``C -> out``
    convolution with an ``h x w`` kernel holding the same numbers (``weight.view(out, C, h, w)``:
    Flatten is channel-major, then row, then column); every later Linear a 1x1 convolution.
-   ReLU, Dropout, the logit scale stay as they are.
+   ReLU, Dropout, the logit scale stay as they are (:func:`antlers.explain.head_convs.head_convs`).
 
 The output is ``(B, K, H', W')`` logits: position ``(i, j)`` is the window whose top-left input
 pixel is ``(i * stride[0], j * stride[1])``; ``H' = (H - window[0]) // stride[0] + 1``.
@@ -28,36 +28,24 @@ same weights, and equal for an input of exactly one window.
 
 Supported: ``nn.Sequential`` models (nested ones are unrolled, e.g. the classification task's
 ``Sequential(Normalize, body)``), :class:`antlers.nn.lecture.AlexNet`, and torchvision's AlexNet,
-VGG and ResNet classes. Anything else: ValueError.
+VGG and ResNet classes, taken apart by :mod:`antlers.explain.classifier_parts`. Anything else:
+ValueError. :func:`sliding_window_logits`, the explicit loop over the crops, is the oracle.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor, nn
 
-from antlers.conv.arithmetic import output_size, pair
-from antlers.anatomy.trace import Tracer, conv_windows, eval_mode, input_rf
+from antlers.anatomy.trace import Tracer, eval_mode, input_rf
+from antlers.conv.arithmetic import pair
+from antlers.explain.classifier_parts import classifier_window, input_channels, unroll
+from antlers.explain.head_convs import fixed_pool, head_convs
 
 __all__ = ["FullyConvolutional", "fully_convolutional", "sliding_window_logits"]
 
 ADAPTIVE = (nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d)
 PADDED = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
-# Head layers that act elementwise, so they work on (B, K) and (B, K, H', W') alike.
-ELEMENTWISE = (
-    nn.ReLU,
-    nn.LeakyReLU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.Dropout,
-    nn.Identity,
-)
 
 
 class FullyConvolutional(nn.Module):
@@ -122,7 +110,7 @@ def fully_convolutional(
     Raises:
         ValueError: a model of another form, or no way to know or fit the window.
     """
-    modules = _unroll(model)
+    modules = unroll(model)
     flat = next((i for i, m in enumerate(modules) if isinstance(m, nn.Flatten)), None)
     if flat is None or flat == 0:
         raise ValueError(
@@ -135,14 +123,14 @@ def fully_convolutional(
     linears = [m for m in head if isinstance(m, nn.Linear)]
     if not linears or not isinstance(head[0], nn.Linear | nn.Dropout):
         raise ValueError("the Flatten must be followed by the Linear layers of the classifier")
-    in_channels = _first_conv(backbone).in_channels
-    size = _window(model, backbone, pool, linears[0].in_features, window)
+    in_channels = input_channels(backbone)
+    size = classifier_window(model, backbone, pool, linears[0].in_features, window)
     body = nn.Sequential(*backbone)
     with torch.no_grad(), eval_mode(body):
         features = body(torch.zeros(1, in_channels, *size, device=_device(model)))
     layers = list(backbone)
     if pool is not None:
-        layers.append(_fixed_pool(pool, tuple(features.shape[2:])))
+        layers.append(fixed_pool(pool, tuple(features.shape[2:])))
         with torch.no_grad():
             features = layers[-1](features)
     c, fh, fw = features.shape[1:]
@@ -152,159 +140,10 @@ def fully_convolutional(
             f"values, but the first Linear takes {linears[0].in_features}; give the classifier's "
             f"input size as window=(h, w)"
         )
-    convs = _head_convs(head, (c, fh, fw))
+    convs = head_convs(head, (c, fh, fw))
     net = FullyConvolutional(nn.Sequential(*layers), convs, size, (1, 1), _is_exact(layers))
     net.stride = _stride(net, in_channels)
     return net
-
-
-def _unroll(model: nn.Module) -> list[nn.Module]:
-    """The model's layers in forward order, nested Sequentials expanded."""
-    from antlers.nn.lecture import AlexNet
-
-    if isinstance(model, nn.Sequential):
-        parts = list(model)
-    elif isinstance(model, AlexNet):
-        parts = [model.features, model.flatten, model.classifier]
-    else:
-        parts = _torchvision_parts(model)
-    out: list[nn.Module] = []
-    for part in parts:
-        out += _unroll(part) if type(part) is nn.Sequential else [part]
-    return out
-
-
-def _torchvision_parts(model: nn.Module) -> list[nn.Module]:
-    import torchvision.models as tvm
-
-    if isinstance(model, tvm.AlexNet | tvm.VGG):
-        return [model.features, model.avgpool, nn.Flatten(), model.classifier]
-    if isinstance(model, tvm.ResNet):
-        stem = [model.conv1, model.bn1, model.relu, model.maxpool]
-        stages = [model.layer1, model.layer2, model.layer3, model.layer4]
-        return [*stem, *stages, model.avgpool, nn.Flatten(), model.fc]
-    raise ValueError(
-        f"{type(model).__name__}: cannot turn it into a fully convolutional network; supported: "
-        f"nn.Sequential classifiers (conv backbone, Flatten, Linear), antlers AlexNet, "
-        f"torchvision AlexNet, VGG, ResNet"
-    )
-
-
-def _first_conv(backbone: Sequence[nn.Module]) -> nn.Conv2d:
-    for module in backbone:
-        conv = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
-        if conv is not None:
-            return conv
-    raise ValueError("the backbone has no Conv2d")
-
-
-def _window(
-    model: nn.Module,
-    backbone: list[nn.Module],
-    pool: nn.Module | None,
-    in_features: int,
-    window: int | tuple[int, int] | None,
-) -> tuple[int, int]:
-    """The classifier's input size: given, from ``model.config``, or solved for (square)."""
-    if window is not None:
-        return pair(window, "window")
-    in_shape = getattr(model, "config", {}).get("in_shape") if hasattr(model, "config") else None
-    if in_shape:
-        return int(in_shape[1]), int(in_shape[2])
-    if pool is not None:
-        raise ValueError(
-            "the adaptive pooling before the Flatten accepts any input size: give the "
-            "classifier's input size as window=(h, w)"
-        )
-    channels = [m.out_channels for b in backbone for m in b.modules() if isinstance(m, nn.Conv2d)]
-    cells = in_features // channels[-1]
-    for side in range(1, 2049):
-        h = _side_after(backbone, side)
-        if h is not None and h * h == cells:
-            return side, side
-    raise ValueError(
-        f"no square input gives {in_features} features; give the classifier's input size as "
-        f"window=(h, w)"
-    )
-
-
-def _side_after(backbone: list[nn.Module], side: int) -> int | None:
-    """The side of the feature map for a ``side x side`` input (height only), or None."""
-    for module in backbone:
-        for leaf in module.modules():
-            windows = conv_windows(leaf, 2)
-            if windows is None:
-                continue
-            k, s, p, d = windows[0]
-            try:
-                side = output_size(side, k, s, p, d)
-            except ValueError:
-                return None
-    return side
-
-
-def _fixed_pool(pool: nn.Module, size: tuple[int, int]) -> nn.Module:
-    """The MaxPool2d/AvgPool2d that an adaptive pooling amounts to on ``size`` inputs."""
-    kernels, strides = [], []
-    for n, m in zip(size, pair(_out_size(pool, size), "output_size"), strict=True):
-        starts = [math.floor(i * n / m) for i in range(m)]
-        ends = [math.ceil((i + 1) * n / m) for i in range(m)]
-        lengths = {e - s for s, e in zip(starts, ends, strict=True)}
-        steps = {b - a for a, b in itertools.pairwise(starts)} or {1}
-        if len(lengths) != 1 or len(steps) != 1:
-            raise ValueError(
-                f"{type(pool).__name__}({m}) on {n} features has uneven windows "
-                f"{list(zip(starts, ends, strict=True))}: no fixed pooling equals it; choose "
-                f"another window"
-            )
-        kernels.append(lengths.pop())
-        strides.append(steps.pop())
-    cls = nn.MaxPool2d if isinstance(pool, nn.AdaptiveMaxPool2d) else nn.AvgPool2d
-    return cls(tuple(kernels), tuple(strides))
-
-
-def _out_size(pool: nn.Module, size: tuple[int, int]) -> tuple[int, int]:
-    out = pool.output_size  # type: ignore[attr-defined]
-    out = (out, out) if isinstance(out, int) or out is None else tuple(out)
-    return tuple(n if o is None else o for o, n in zip(out, size, strict=True))  # type: ignore
-
-
-def _head_convs(head: list[nn.Module], features: tuple[int, int, int]) -> nn.Sequential:
-    """The head with each Linear as a convolution holding its weights (recipe step 3)."""
-    _, h, w = features
-    layers: list[nn.Module] = []
-    first = True
-    for module in head:
-        if isinstance(module, nn.Linear):
-            kernel = (h, w) if first else (1, 1)
-            conv = nn.Conv2d(
-                module.in_features // math.prod(kernel),
-                module.out_features,
-                kernel,
-                bias=module.bias is not None,
-            )
-            with torch.no_grad():
-                conv.weight.copy_(module.weight.view(conv.weight.shape))
-                if module.bias is not None:
-                    conv.bias.copy_(module.bias)
-            layers.append(conv.to(module.weight.device, module.weight.dtype))
-            first = False
-        elif isinstance(module, ELEMENTWISE) or _is_scale(module):
-            layers.append(module)
-        elif isinstance(module, nn.Softmax | nn.LogSoftmax) and module.dim in (1, -3):
-            layers.append(type(module)(dim=1))
-        else:
-            raise ValueError(
-                f"head layer {type(module).__name__} cannot be made convolutional; allowed "
-                f"after the Flatten: Linear, ReLU-like activations, Dropout, Identity, "
-                f"Softmax(dim=1), a constant Scale"
-            )
-    return nn.Sequential(*layers)
-
-
-def _is_scale(module: nn.Module) -> bool:
-    """antlers' logit scale (a constant factor, elementwise); by duck type, no import."""
-    return type(module).__name__ == "Scale" and isinstance(getattr(module, "factor", None), float)
 
 
 def _is_exact(layers: list[nn.Module]) -> bool:

@@ -5,7 +5,7 @@ the ``H x W`` positions (where in the image the pattern appears does not matter)
 
 1. Run the model batch by batch and stop right after the layer (the rest costs nothing); on
    the CPU a channels_last copy of the model runs, in batches of about 2 M input values
-   (both about 2x faster than NCHW in batches of 500 for ``fast_resnet``, docs/benchmarks.md).
+   (faster than NCHW in batches of 500 for ``fast_resnet``, docs/experiments/cpu-layout.md).
 2. Per image and channel: the maximum over positions and the position of the first maximum.
 3. Merge each batch into the running top-k of each channel: ``(C, k + B)`` candidates, a stable
    sort by value, keep ``k``. Ties go to the earlier image. Memory is ``O(C x (k + B))``:
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from antlers.explain.layers import capture, layer_rf
 from antlers.anatomy.trace import RF, eval_mode
+from antlers.explain.layers import capture, layer_rf
 
 __all__ = ["TopK", "channel_maxima", "crop_window", "top_k_activations"]
 
@@ -87,6 +87,9 @@ def _runner(model: nn.Module, device: torch.device) -> tuple[nn.Module, bool]:
     return copy.deepcopy(model).to(memory_format=torch.channels_last), True
 
 
+Best = tuple[Tensor, Tensor, Tensor]  # values, image numbers, flat positions: (C, k) each
+
+
 def top_k_activations(
     model: nn.Module,
     layer: str,
@@ -109,7 +112,7 @@ def top_k_activations(
         raise ValueError(f"k and batch_size must be >= 1, got {k} and {batch_size}")
     device = next(model.parameters()).device
     runner, channels_last = _runner(model, device)
-    values = indices = positions = None
+    best: Best | None = None
     seen, width, shape = 0, 1, None
     with torch.no_grad(), eval_mode(runner):
         for batch in _batches(images, batch_size):
@@ -122,17 +125,25 @@ def top_k_activations(
             v, p = channel_maxima(out)  # (B, C) each
             number = torch.arange(seen, seen + len(x), device=v.device)[:, None].expand_as(v)
             seen += len(x)
-            cand = [t.T for t in (v, number, p)]  # (C, B) each
-            if values is not None:
-                cand = [
-                    torch.cat([old, new], dim=1)
-                    for old, new in zip((values, indices, positions), cand, strict=True)
-                ]
-            order = cand[0].sort(dim=1, descending=True, stable=True).indices[:, :k]
-            values, indices, positions = (t.gather(1, order) for t in cand)
-    if values is None or shape is None:
+            best = _merge(best, (v.T, number.T, p.T), k)
+    if best is None or shape is None:
         raise ValueError("no images to search")
-    rf = layer_rf(model, layer, shape)
+    return _with_windows(layer, best, width, layer_rf(model, layer, shape))
+
+
+def _merge(best: Best | None, batch: Best, k: int) -> Best:
+    """Recipe step 3: the running top-``k`` of each channel with one batch's (C, B) candidates
+    merged in; a stable sort, so ties go to the earlier image."""
+    if best is not None:
+        batch = tuple(torch.cat([old, new], dim=1) for old, new in zip(best, batch, strict=True))
+    order = batch[0].sort(dim=1, descending=True, stable=True).indices[:, :k]
+    return tuple(t.gather(1, order) for t in batch)  # type: ignore[return-value]
+
+
+def _with_windows(layer: str, best: Best, width: int, rf: RF) -> TopK:
+    """Recipe step 4: the TopK, each maximum's flat position as (row, column) in the layer's
+    output of ``width`` columns and as its receptive-field window in the input."""
+    values, indices, positions = best
     rows, cols = positions // width, positions % width
     windows = torch.stack([*_windows(rf[0], rows), *_windows(rf[1], cols)], dim=-1)
     return TopK(

@@ -72,20 +72,10 @@ def lecture_cnn(
             shows the shapes layer by layer up to the one that does not fit).
     """
     c, h, w = _check_shape(in_shape)
-    checks = {"channels": channels, "kernel_size": kernel_size, "blocks": blocks, "pool": pool}
-    for name, value in checks.items():
-        _check_positive(name, value)
-    if isinstance(classes, str) or not classes or not all(isinstance(n, str) for n in classes):
-        raise ValueError(f"classes must be a non-empty sequence of strings, got {classes!r}")
+    _check_positive(channels=channels, kernel_size=kernel_size, blocks=blocks, pool=pool)
+    _check_classes(classes)
     h_out, w_out = _feature_size((c, h, w), channels, kernel_size, blocks, pool)
-
-    layers: OrderedDict[str, nn.Module] = OrderedDict()
-    c_in = c
-    for b in range(1, blocks + 1):
-        layers[f"conv{b}"] = nn.Conv2d(c_in, channels, kernel_size)
-        layers[f"relu{b}"] = nn.ReLU()
-        layers[f"pool{b}"] = nn.MaxPool2d(pool)
-        c_in = channels
+    layers = _conv_blocks(c, channels, kernel_size, blocks, pool)
     layers["flatten"] = nn.Flatten()
     layers["fc"] = nn.Linear(channels * h_out * w_out, len(classes))
     if softmax:
@@ -102,6 +92,19 @@ def lecture_cnn(
         "softmax": softmax,
     }
     return model
+
+
+def _conv_blocks(
+    c_in: int, channels: int, kernel_size: int, blocks: int, pool: int
+) -> OrderedDict[str, nn.Module]:
+    """``blocks`` x (conv K x K, ReLU, max pool P x P): ``conv1, relu1, pool1, conv2, ...``."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    for b in range(1, blocks + 1):
+        layers[f"conv{b}"] = nn.Conv2d(c_in, channels, kernel_size)
+        layers[f"relu{b}"] = nn.ReLU()
+        layers[f"pool{b}"] = nn.MaxPool2d(pool)
+        c_in = channels
+    return layers
 
 
 def _feature_size(
@@ -147,7 +150,7 @@ class AlexNet(nn.Module):
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
-        _check_positive("num_classes", num_classes)
+        _check_positive(num_classes=num_classes)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
         self.config = {"num_classes": num_classes, "dropout": dropout}
@@ -242,6 +245,12 @@ def _check_shape(in_shape: Sequence[int]) -> tuple[int, int, int]:
     return dims  # type: ignore[return-value]
 
 
-def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _check_classes(classes: Sequence[str]) -> None:
+    if isinstance(classes, str) or not classes or not all(isinstance(n, str) for n in classes):
+        raise ValueError(f"classes must be a non-empty sequence of strings, got {classes!r}")

@@ -7,8 +7,6 @@ down, the held-out accuracy, and the kernels that gradient descent tuned from ra
 
 from __future__ import annotations
 
-import numpy as np
-
 from antlers.conv.numpy_cnn import train_digits
 from antlers.tour.page import Chapter, TourContext, figure, paragraph
 from antlers.viz import figures as viz
@@ -17,6 +15,8 @@ __all__ = ["backprop_chapter"]
 
 
 def backprop_chapter(ctx: TourContext) -> Chapter:
+    from antlers.explain.figures import kernels_figure  # torch, imported when the chapter runs
+
     epochs = 4 if ctx.quick else 10
 
     def progress(epoch: int, loss: float, accuracy: float) -> None:
@@ -28,7 +28,7 @@ def backprop_chapter(ctx: TourContext) -> Chapter:
         ctx.out / "ch3_loss.png",
     )
     viz.save_figure(
-        viz.kernel_grid_figure(np.asarray(result.kernels), "learned 3x3 kernels"),
+        kernels_figure(result.kernels[:, None], "learned 3x3 kernels"),
         ctx.out / "ch3_kernels.png",
     )
     body = "\n".join(

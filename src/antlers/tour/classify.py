@@ -9,6 +9,7 @@ and predictions on held-out images.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from antlers.tour.page import Chapter, TourContext, figure, paragraph, table
 
@@ -42,27 +43,7 @@ def classify_chapter(ctx: TourContext) -> Chapter:
         out=str(ctx.out),
         name="ch4_run",
     )
-    captions = {
-        "curves": "Training loss and test metrics, epoch by epoch.",
-        "confusion": "Confusion matrix on the test set (rows: true class).",
-        "misclassified": "Test images it got wrong: true → predicted.",
-    }
-    figures = [  # linked from the run folder itself; misclassified.png only exists if any were
-        figure(f"classify/ch4_run/{name}.png", caption)
-        for name, caption in captions.items()
-        if (folder / f"{name}.png").exists()
-    ]
-    rows = run.metrics
-    last = rows[-1]
-    table_rows = [
-        {
-            "epoch": int(r["epoch"]),
-            "seconds": r["seconds"],
-            "train loss": f"{r['train_loss']:.3f}",
-            "test accuracy": f"{r['val_accuracy']:.2%}",
-        }
-        for r in rows
-    ]
+    last = run.metrics[-1]
     body = "\n".join(
         [
             paragraph(
@@ -72,10 +53,38 @@ def classify_chapter(ctx: TourContext) -> Chapter:
                 f"Nesterov momentum, label smoothing and random flips (also averaged at test "
                 f"time)."
             ),
-            table(table_rows),
-            *figures,
+            table(_epoch_rows(run.metrics)),
+            *_figures(folder),
             paragraph(f"The run folder: {folder} (weights, metrics.csv, report.html)."),
         ]
     )
     summary = f"{data}: test accuracy {last['val_accuracy']:.1%} after {last['seconds']:.0f} s"
     return Chapter(4, "A CNN learns to classify", body, summary)
+
+
+def _epoch_rows(metrics: list[dict[str, float]]) -> list[dict[str, object]]:
+    """One table row per epoch of the run's metrics.csv."""
+    return [
+        {
+            "epoch": int(r["epoch"]),
+            "seconds": r["seconds"],
+            "train loss": f"{r['train_loss']:.3f}",
+            "test accuracy": f"{r['val_accuracy']:.2%}",
+        }
+        for r in metrics
+    ]
+
+
+def _figures(folder: Path) -> list[str]:
+    """The run's own report figures, linked from its folder (misclassified.png only exists if
+    any test image was misclassified)."""
+    captions = {
+        "curves": "Training loss and test metrics, epoch by epoch.",
+        "confusion": "Confusion matrix on the test set (rows: true class).",
+        "misclassified": "Test images it got wrong: true → predicted.",
+    }
+    return [
+        figure(f"classify/ch4_run/{name}.png", caption)
+        for name, caption in captions.items()
+        if (folder / f"{name}.png").exists()
+    ]

@@ -42,8 +42,8 @@ def _equivariance_rows() -> list[dict[str, object]]:
 
 
 def cnn_chapter(ctx: TourContext) -> Chapter:
-    from antlers.nn.lecture import alexnet, lecture_cnn
     from antlers.anatomy import summary
+    from antlers.nn.lecture import alexnet, lecture_cnn
 
     report = summary(lecture_cnn(softmax=True), (3, 50, 70))
     alex = summary(alexnet(), (3, 227, 227))

@@ -43,23 +43,29 @@ def _train(model: object, train: object, seconds: float, batch_size: int = 8) ->
         epoch += 1
 
 
-def detect_chapter(ctx: TourContext) -> Chapter:
+def _new_detector(train: Any) -> Any:
+    """A freshly initialised (seed 0) two-stage detector normalising by ``train``'s pixels."""
     import torch
 
-    from antlers.data.object_scenes import load_scenes
     from antlers.tasks.detect.model import DetectorConfig, TwoStageDetector
 
-    size, n_train, seconds = (96, 160, 4) if ctx.quick else (128, 1200, 62)
-    train = load_scenes("train", n=n_train, image_size=size, fashion=False)
-    test = load_scenes("test", n=48, image_size=size, fashion=False)
-    ctx.log(f"      training the two-stage detector on {n_train} scenes for {seconds} s")
     torch.manual_seed(0)
     pixels = train.images.float() / 255
-    model = TwoStageDetector(
+    return TwoStageDetector(
         DetectorConfig(num_classes=len(train.classes)),
         pixels.mean(dim=(0, 2, 3)).tolist(),
         pixels.std(dim=(0, 2, 3)).tolist(),
     )
+
+
+def detect_chapter(ctx: TourContext) -> Chapter:
+    from antlers.data.object_scenes import load_object_scenes
+
+    size, n_train, seconds = (96, 160, 4) if ctx.quick else (128, 1200, 62)
+    train = load_object_scenes("train", n=n_train, image_size=size, fashion=False)
+    test = load_object_scenes("test", n=48, image_size=size, fashion=False)
+    ctx.log(f"      training the two-stage detector on {n_train} scenes for {seconds} s")
+    model = _new_detector(train)
     steps = _train(model, train, seconds)
     stages, scores = _evaluate_and_draw(ctx, model.eval(), test, train.classes)
     p = stages[0].proposals
@@ -106,11 +112,11 @@ def _evaluate_and_draw(ctx: TourContext, model: Any, test: Any, classes: list[st
         detection_captions,
         detections_grid,
         draw_boxes,
-        save_picture,
         stages_figure,
     )
     from antlers.tasks.detect.metrics import coco_evaluate, coco_ground_truth, coco_results
     from antlers.viz.figures import save_figure
+    from antlers.viz.images import save_png
 
     images = test.images.float() / 255
     with torch.no_grad():
@@ -127,5 +133,5 @@ def _evaluate_and_draw(ctx: TourContext, model: Any, test: Any, classes: list[st
         shown = {k: v[d["scores"] >= 0.5] for k, v in d.items()}
         captions, colours = detection_captions(shown, classes)
         pictures.append(draw_boxes(image, shown["boxes"], captions, colours, zoom=2))
-    save_picture(detections_grid(pictures), folder / "detections.png")
+    save_png(detections_grid(pictures), folder / "detections.png")
     return stages, scores

@@ -49,20 +49,21 @@ def _layers(model: nn.Module, shape: tuple[int, ...]) -> tuple[str, str, str]:
 
 
 def explain_chapter(ctx: TourContext) -> Chapter:
-    from antlers.explain.report import explain_model, load_subject
+    from antlers.explain.report import explain_model, run_subject
+    from antlers.run import Run
 
     run_dir = _run_folder(ctx)
-    subject = load_subject(run_dir)
+    subject = run_subject(Run.load(run_dir))  # the tour loads the run: explain sits below run
     model = subject.model.eval()
     shape = (subject.in_channels, *subject.image_size)
     early, deep, cam_layer = _layers(model, shape)
     out = ctx.out / FOLDER
     limit = 1000 if ctx.quick else None
     ctx.log(f"      inspecting {run_dir.name}: top-k for {early} and {deep}")
-    files = explain_model(run_dir, out, layer=deep, limit=limit, cam_layer=cam_layer)
+    files = explain_model(subject, out, layer=deep, limit=limit, cam_layer=cam_layer)
     files += _early_topk(subject, early, limit, out)
     scene, placed = _scene(subject)
-    moose = _moose(run_dir, scene, placed, out)
+    moose = _moose(subject, scene, placed, out)
     return Chapter(
         5, "What CNNs learn", _body(subject, early, deep, files, moose), _summary(subject, moose)
     )
@@ -111,11 +112,11 @@ def _scene(subject: Any, count: int = 4) -> tuple[Tensor, list[tuple[int, int, i
     return canvas, placed
 
 
-def _moose(run_dir: Path, scene: Tensor, placed: list[tuple[int, int, int]], out: Path) -> dict:
+def _moose(subject: Any, scene: Tensor, placed: list[tuple[int, int, int]], out: Path) -> dict:
     """Heat maps over the scene; for each object, the class of the window on it."""
     from antlers.explain.report import slide_image
 
-    _, summary = slide_image(run_dir, scene, out)
+    _, summary = slide_image(subject, scene, out)
     probabilities, (sy, sx) = summary["probabilities"], summary["stride"]
     rows = []
     for label, top, left in placed:

@@ -35,9 +35,10 @@ def _noising_figure(ctx: TourContext) -> str:
     """ch8_noising.png: rows linear and cosine, columns x_t at NOISING_STEPS; ch8_schedule.png."""
     import torch  # lazily: `antlers --help` lists the chapters without importing torch
 
-    from antlers.tasks.generate.figures import grid_image, save_png, schedule_figure
+    from antlers.tasks.generate.figures import grid_image, schedule_figure
     from antlers.tasks.generate.schedule import NoiseSchedule, q_sample
     from antlers.viz.figures import save_figure
+    from antlers.viz.images import save_png
 
     image, name = _one_image()
     noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(0))

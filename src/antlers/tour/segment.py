@@ -98,5 +98,6 @@ def _train_and_score(ctx: TourContext, plan: dict[str, Any]) -> tuple[dict, dict
     )
     result = fit(task, config, log=lambda *_: None)
     run = Run.load(folder / "weights" / "last.safetensors")  # the model at the end
-    scores = task.evaluate(run.model, task.test_loader(run.meta, "scenes"))
+    test = task.test_loader(run.model_config, "scenes", seed=config.seed)
+    scores = task.evaluate(run.model, test)
     return result.history[-1], scores, run.classes

@@ -1,0 +1,54 @@
+"""``antlers sample``: images from a trained generate run, with its trajectory and FID."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["add_parsers"]
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """The ``sample`` subcommand, on the subparsers ``sub``."""
+    sample = sub.add_parser("sample", help="generate images with a trained generate run")
+    sample.add_argument("run", help="run folder or .safetensors file of a generate run")
+    sample.add_argument("--n", type=int, default=64, help="how many images (default 64)")
+    sample.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim")
+    sample.add_argument("--steps", type=int, default=50, help="DDIM steps (DDPM uses all T)")
+    sample.add_argument(
+        "--eta", type=float, default=1.0, help="DDIM noise (default 1; 0: deterministic DDIM)"
+    )
+    sample.add_argument("--class", dest="label", help="class name (default: each in turn)")
+    sample.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", help="output folder (default RUN/samples)")
+    sample.add_argument("--fid", metavar="CLASSIFIER_RUN", help="print FID on its features")
+    sample.set_defaults(handler=_cmd_sample)
+
+
+def _cmd_sample(args: argparse.Namespace) -> None:
+    from antlers.run import Run
+    from antlers.tasks.generate.predict import write_samples
+
+    run = Run.load(args.run)
+    result = run.sample_with_trajectory(
+        args.n,
+        sampler=args.sampler,
+        steps=args.steps,
+        eta=args.eta,
+        label=args.label,
+        guidance=args.guidance,
+        seed=args.seed,
+    )
+    labels = run.task.labels_for(run.classes, args.n, args.label)
+    out = Path(args.out) if args.out else run.path / "samples"
+    files = write_samples(result.images, result.trajectory, labels, run.classes, out)
+    steps = run.model_config.timesteps if args.sampler == "ddpm" else args.steps
+    print(f"{args.n} samples ({args.sampler}, {steps} steps, guidance {args.guidance:g})")
+    print(f"wrote {out / 'grid.png'}, {out / 'trajectory.png'}, {out / 'trajectory.gif'}")
+    print(f"wrote {len(files) - 3} images under {out}/<class>/")
+    if args.fid:
+        from antlers.tasks.generate.quality import run_fid_report
+
+        # the classifier run is loaded here: antlers.run sits above the tasks
+        print(run_fid_report(run, Run.load(args.fid), result.images, labels).text)
