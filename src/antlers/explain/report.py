@@ -1,10 +1,14 @@
 """Everything ``antlers explain`` and ``antlers slide`` write, for a run or a torchvision model.
 
-``explain_model(source, out)``: ``kernels.png``, ``kernel_evolution.png`` (runs: the engine's
+``explain_model(subject, out)``: ``kernels.png``, ``kernel_evolution.png`` (runs: the engine's
 per-epoch snapshots), ``feature_maps.png``, ``topk_<layer>.png``, ``gradcam.png`` and
-``grad_norms.png`` (runs: the engine's log). ``slide_image(run, image, out)``: the moose
+``grad_norms.png`` (runs: the engine's log). ``slide_image(subject, image, out)``: the moose
 detector's heat maps over a larger image, ``heatmaps.png``. Every file is written atomically;
 both return the paths they wrote.
+
+A :class:`Subject` comes from a run the caller loaded (``run_subject(antlers.Run.load(path))``:
+``antlers.run`` sits above explain, so the CLI and the tour load it) or from a torchvision
+model name (``torchvision_subject``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Subject", "explain_model", "load_subject", "slide_image", "test_images"]
+from antlers.io.images import image_to_tensor
+
+__all__ = [
+    "Subject",
+    "explain_model",
+    "run_subject",
+    "slide_image",
+    "test_images",
+    "torchvision_subject",
+]
 
 TORCHVISION_SIZE = 64  # a torchvision model without a run looks at built-in shapes this size
 TORCHVISION_IMAGES = 256
@@ -36,31 +49,31 @@ class Subject:
     data_dir: str | None = None
 
 
-def load_subject(source: str | Path) -> Subject:
-    """A run folder or weights file (via :class:`antlers.run.Run`), or a torchvision model name
-    (``weights=None``, shown on the built-in shapes at 64x64)."""
-    from antlers.run import Run
+def run_subject(run: Any) -> Subject:
+    """What explain needs of a run the caller loaded (an :class:`antlers.run.Run`)."""
+    model_config = run.model_config
+    h, w = model_config.image_size
+    return Subject(
+        run.model,
+        run.classes,
+        model_config.in_channels,
+        (h, w),
+        model_config.data,
+        run.path if (run.path / "weights").is_dir() else None,
+        run.config.data_dir if run.config is not None else None,
+    )
 
-    if Path(source).exists():
-        run = Run.load(source)
-        h, w = run.meta["image_size"]
-        return Subject(
-            run.model,
-            run.classes,
-            run.meta["in_channels"],
-            (h, w),
-            run.meta["data"],
-            run.path if (run.path / "weights").is_dir() else None,
-            run.config.data_dir if "config" in run.meta else None,
-        )
+
+def torchvision_subject(name: str) -> Subject:
+    """A torchvision model by name (``weights=None``), shown on the built-in shapes at 64x64."""
     import torchvision
 
-    if str(source) not in torchvision.models.list_models(module=torchvision.models):
+    if name not in torchvision.models.list_models(module=torchvision.models):
         raise ValueError(
-            f"{source}: not a run folder, a .safetensors file or a torchvision model name "
+            f"{name}: not a run folder, a .safetensors file or a torchvision model name "
             f"(e.g. resnet18)"
         )
-    model = torchvision.models.get_model(str(source), weights=None).eval()
+    model = torchvision.models.get_model(name, weights=None).eval()
     classes = [f"class {i}" for i in range(1000)]
     size = (TORCHVISION_SIZE, TORCHVISION_SIZE)
     return Subject(model, classes, 3, size, "shapes")
@@ -91,24 +104,8 @@ def test_images(subject: Subject, limit: int | None) -> tuple[Tensor, Tensor]:
     return data.images[:n], data.labels[:n]
 
 
-def read_input(path: str | Path, channels: int, size: tuple[int, int] | None) -> Tensor:
-    """An image file as float (C, H, W) in [0, 1]; fitted to ``size`` when given."""
-    import numpy as np
-    from PIL import ImageOps
-
-    from antlers.io.images import read_images
-
-    (image,) = read_images([str(path)])
-    image = ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB")
-    if size is not None:
-        image = ImageOps.fit(image, (size[1], size[0]))
-    array = np.asarray(image, dtype=np.float32) / 255
-    tensor = torch.from_numpy(array.reshape(array.shape[0], array.shape[1], channels).copy())
-    return tensor.permute(2, 0, 1)
-
-
 def explain_model(
-    source: str | Path,
+    subject: Subject,
     out: str | Path,
     layer: str | None = None,
     image: str | Path | None = None,
@@ -125,7 +122,7 @@ def explain_model(
     """
     from antlers.explain.gradcam import default_cam_layer
 
-    subject, out = load_subject(source), Path(out)
+    out = Path(out)
     model = subject.model.eval()
     shape = (subject.in_channels, *subject.image_size)
     layer = layer or default_cam_layer(model, shape)
@@ -133,7 +130,7 @@ def explain_model(
     log(f"{len(images)} {subject.data} test images, layer {layer}")
     first = images[0].float() / 255
     if image is not None:
-        first = read_input(image, subject.in_channels, subject.image_size)
+        first = image_to_tensor(image, subject.in_channels, subject.image_size)
     written = _kernel_files(subject, out)
     written += _maps_and_topk(model, first, images, layer, k, out)
     written.append(_grad_cam_file(subject, images[:8], labels[:8], out, cam_layer))
@@ -200,9 +197,9 @@ def _grad_cam_file(
 
 
 def slide_image(
-    source: str | Path, image: str | Path | Tensor, out: str | Path
+    subject: Subject, image: str | Path | Tensor, out: str | Path
 ) -> tuple[list[Path], dict[str, Any]]:
-    """Slide the run's classifier over a larger image: per-class heat maps (the moose detector).
+    """Slide the subject's classifier over a larger image: per-class heat maps (the moose detector).
 
     image: a file (read in the run's channels, not resized) or a float tensor (C, H, W).
     Returns the written files and a summary: window, stride, positions, and per class the
@@ -212,10 +209,9 @@ def slide_image(
     from antlers.explain.sliding import fully_convolutional
     from antlers.viz.figures import save_figure
 
-    subject = load_subject(source)
     fcn = fully_convolutional(subject.model.eval(), window=subject.image_size)
     is_tensor = isinstance(image, Tensor)
-    x = image.float() if is_tensor else read_input(image, subject.in_channels, None)
+    x = image.float() if is_tensor else image_to_tensor(image, subject.in_channels)
     if x.dim() != 3 or x.shape[0] != subject.in_channels:
         raise ValueError(f"image must be ({subject.in_channels}, H, W), got {tuple(x.shape)}")
     with torch.no_grad():

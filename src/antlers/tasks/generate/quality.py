@@ -15,6 +15,7 @@ reference, with as many images as there are samples (FID is biased upwards for s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +26,7 @@ __all__ = [
     "classifier_features",
     "fid_report",
     "frechet_distance",
+    "run_fid_report",
 ]
 
 
@@ -113,28 +115,27 @@ def fid_report(
 
 
 def run_fid_report(
-    run: object,
-    classifier_run: str,
+    run: Any,
+    classifier: Any,
     samples: Tensor,
     labels: Tensor | None,
     reference: int = 10_000,
 ) -> QualityReport:
-    """``antlers sample RUN --fid CLASSIFIER_RUN``: the generate run's data set (train split, up
-    to ``reference`` images, as the reference; test split for the floor) through the classifier
-    of ``classifier_run``, which must have been trained on the same classes."""
+    """``antlers sample RUN --fid CLASSIFIER_RUN``: the generate ``run``'s data set (train split,
+    up to ``reference`` images, as the reference; test split for the floor) through the
+    ``classifier`` run, which must have been trained on the same classes. Both are loaded
+    :class:`antlers.run.Run` objects: the caller loads them (``antlers.run`` sits above tasks)."""
     from antlers.data import load_dataset
-    from antlers.run import Run
 
-    classifier = Run.load(classifier_run)
-    meta = run.meta  # type: ignore[attr-defined]
-    if classifier.classes != list(meta["classes"]):
+    generator = run.model_config
+    if list(classifier.classes) != list(generator.classes):
         raise ValueError(
-            f"{classifier_run}: its classes {classifier.classes} differ from the generator's "
-            f"{meta['classes']}"
+            f"{classifier.path}: its classes {list(classifier.classes)} differ from the "
+            f"generator's {list(generator.classes)}"
         )
-    size = meta["image_size"][0]
-    train = load_dataset(meta["data"], "train", image_size=size, download=False)
-    test = load_dataset(meta["data"], "test", image_size=size, download=False)
+    size = generator.image_size[0]
+    train = load_dataset(generator.data, "train", image_size=size, download=False)
+    test = load_dataset(generator.data, "test", image_size=size, download=False)
     return fid_report(
         classifier.model,
         samples,
