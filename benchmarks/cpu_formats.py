@@ -43,7 +43,7 @@ def images_per_second(channels_last: bool, bf16: bool, batch: int, steps: int) -
 
 
 def main() -> None:
-    from antlers.engine.fit import cpu_has_bf16
+    from antlers.engine.precision import cpu_has_bf16
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)

@@ -72,7 +72,7 @@ def check(name: str, config: Any, device: str) -> dict[str, float]:
     data = task.load_data(config)
     batch = next(iter(data.train.epoch(0)))
     torch.manual_seed(0)
-    cpu = task.build_model(data.meta).eval()  # eval: no dropout, fixed BN statistics
+    cpu = task.build_model(data.model_config).eval()  # eval: no dropout, fixed BN statistics
     with torch.no_grad():  # zero-initialised layers (a diffusion U-Net's output) would hide
         for p in cpu.parameters():  # every gradient behind them: give them small values
             if not p.any():
@@ -82,7 +82,7 @@ def check(name: str, config: Any, device: str) -> dict[str, float]:
     ref.square().mean().backward()
     ref_grads = [p.grad.clone() for p in cpu.parameters() if p.grad is not None]
     for mode, amp in (("fp32", False), ("amp", True)):
-        gpu = task.build_model(data.meta).eval().to(device)
+        gpu = task.build_model(data.model_config).eval().to(device)
         gpu.load_state_dict(cpu.state_dict())
         bf16 = device == "cpu" or torch.cuda.is_bf16_supported()
         dtype = torch.bfloat16 if bf16 else torch.float16
@@ -114,7 +114,7 @@ def run(name: str, mode: str, seconds: float, out: str, args: argparse.Namespace
     row = {
         "task": name,
         "mode": mode,
-        "model": _DATA[name].meta["model"],
+        "model": _DATA[name].model_config.model,
         "steps": last["step"],
         "seconds": last["seconds"],
         "images_per_s": last["step"] * config.batch_size / last["seconds"],

@@ -22,7 +22,8 @@ from __future__ import annotations
 import os
 
 # Idle OpenMP threads sleep instead of spinning: on a machine shared with other jobs, two
-# spin-waiting threads were measured 2-6x slower than one (set before torch loads OpenMP).
+# spin-waiting threads were several times slower than one (docs/experiments/openmp-threads.md);
+# set before torch loads OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
@@ -35,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from antlers.data.object_scenes import load_scenes
+from antlers.data.object_scenes import load_object_scenes
 from antlers.engine.schedule import learning_rate
 from antlers.run import Run, train
 from antlers.tasks.detect.loader import DetectionLoader
@@ -179,7 +180,7 @@ def record(rows: list[tuple[float, str, dict[str, float]]], loads: list[Any]) ->
 
 def _scenes(split: str, n: list[int] | None) -> Any:
     if n is None:
-        return load_scenes(split)
+        return load_object_scenes(split)
     from antlers.data.detection import load_detection
 
     return load_detection(DATA, split)
@@ -190,7 +191,7 @@ def _small_copy(n_train: int, n_test: int) -> str:
     from antlers.data.coco import save_coco
 
     folder = tempfile.mkdtemp(prefix="detect-bench-")
-    return str(save_coco(load_scenes("train", n=n_train + n_test), f"{folder}/coco.json"))
+    return str(save_coco(load_object_scenes("train", n=n_train + n_test), f"{folder}/coco.json"))
 
 
 TRAIN: Any = None

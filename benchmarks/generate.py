@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import os
 
-# On a shared, oversubscribed machine OpenMP's spinning threads waste most of the CPU (measured:
-# a small U-Net forward pass 30x slower); passive waiting changes nothing when cores are idle.
+# On a shared, oversubscribed machine OpenMP's spinning threads waste most of the CPU; on idle
+# cores passive waiting costs some speed instead (docs/experiments/openmp-threads.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
@@ -42,8 +42,9 @@ from antlers.engine.loader import TensorLoader
 from antlers.engine.schedule import learning_rate
 from antlers.engine.training import make_ema
 from antlers.run import train
-from antlers.tasks.generate.figures import grid_image, save_png
+from antlers.tasks.generate.figures import grid_image
 from antlers.tasks.generate.quality import classifier_features, frechet_distance
+from antlers.viz.images import save_png
 from common import cpu_model, record_section
 
 DATA = "fashion-mnist"

@@ -13,22 +13,23 @@ the test pixels) of the model as it is at the end of its budget (the last evalua
 best). Training time excludes data generation and evaluation.
 
 Precision: each model trains in the one that is faster for it. The task's default is bf16
-autocast on a CPU with native bf16 (``cpu_amp``), which makes a U-Net step 1.45x faster here
-(AVX512-BF16), a SegNet step about as fast, and an LR-ASPP step 0.85x as fast: so LR-ASPP
+autocast on a CPU with native bf16 (``cpu_amp``), which makes a U-Net step faster, a SegNet step
+about as fast and an LR-ASPP step slower (docs/experiments/cpu-precision.md): so LR-ASPP
 trains in float32 (``CPU_AMP``). The section records what each model ran in.
 
 OpenMP's wait policy is left as ``antlers train`` leaves it (unset: libgomp's threads spin a
-little before they sleep) unless OMP_WAIT_POLICY is set, and the section records which. On the
-idle machine the default made a U-Net step 1.3 to 1.6x faster than OMP_WAIT_POLICY=PASSIVE
-(70-72 against 89-119 ms for 8 scenes); with another process busy on one of the two cores it is
-the other way round (295 against 179 ms, and 127 ms with one thread). So record on an idle
-machine (the load average before each run is in the section; a warning is printed when the
-machine is busy) and run with OMP_WAIT_POLICY=PASSIVE, or --threads 1, on a shared one.
+little before they sleep) unless OMP_WAIT_POLICY is set, and the section records which. On an
+idle machine the default makes a U-Net step faster than OMP_WAIT_POLICY=PASSIVE; with another
+process busy on one of the two cores it is the other way round, and one thread is faster still
+(docs/experiments/openmp-threads.md). So record on an idle machine (the load average before
+each run is in the section; a warning is printed when the machine is busy) and run with
+OMP_WAIT_POLICY=PASSIVE, or --threads 1, on a shared one.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import sys
@@ -55,14 +56,16 @@ def _task():
             if config.image_size not in _CACHE:
                 _CACHE[config.image_size] = SegmentTask.load_data(self, config, rank, world_size)
             data = _CACHE[config.image_size]
-            data.meta["model"] = config.model or self.default_model
+            model = config.model or self.default_model
+            data.model_config = dataclasses.replace(data.model_config, model=model)
             return data
 
     return CachedTask()
 
 
 def run(model: str, budget: float, out: str, image_size: int | None) -> dict:
-    from antlers.engine.fit import autocast_dtype, fit
+    from antlers.engine.fit import fit
+    from antlers.engine.precision import autocast_dtype
     from antlers.tasks import default_config
     from antlers.tasks.segment.loader import SegmentLoader
 
@@ -74,7 +77,7 @@ def run(model: str, budget: float, out: str, image_size: int | None) -> dict:
     task = _task()
     result = fit(task, config, log=lambda *_: None)
     last = result.history[-1]
-    test = _CACHE[config.image_size].test_set  # the model at the end, each class's IoU
+    test = _CACHE[config.image_size].val_set  # the model at the end, each class's IoU
     per_class = SegmentLoader(test.images, test.masks, 100, per_class=True)
     scores = task.evaluate(result.model, per_class)
     row = {

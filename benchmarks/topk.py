@@ -27,18 +27,20 @@ K = 8
 
 
 def build_model(seed: int) -> torch.nn.Module:
-    from antlers.tasks.classify.models import build_classifier
+    from antlers.tasks.classify.models import ClassifyConfig, build_classifier
 
     torch.manual_seed(seed)
-    meta = {
-        "model": "fast_resnet",
-        "in_channels": 1,
-        "image_size": [28, 28],
-        "classes": [str(i) for i in range(10)],
-        "mean": [0.286],
-        "std": [0.353],
-    }
-    return build_classifier(meta).eval()
+    config = ClassifyConfig(
+        task="classify",
+        model="fast_resnet",
+        data="fashion-mnist",
+        in_channels=1,
+        image_size=(28, 28),
+        classes=tuple(str(i) for i in range(10)),
+        mean=(0.286,),
+        std=(0.353,),
+    )
+    return build_classifier(config).eval()
 
 
 def naive(model: torch.nn.Module, layer: str, images: torch.Tensor) -> tuple[torch.Tensor, int]:

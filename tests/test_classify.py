@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -14,20 +15,29 @@ from PIL import Image
 from antlers.cli import main
 from antlers.data import load_dataset
 from antlers.tasks import get_task
-from antlers.tasks.classify.models import MODELS, build_classifier
+from antlers.tasks.classify import ClassifyTask
+from antlers.tasks.classify.models import MODELS, ClassifyConfig, build_classifier
+
+if TYPE_CHECKING:
+    from conftest import TrainedRun
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
-def _meta(model: str, channels: int, size: int, classes: int = 4) -> dict[str, object]:
-    return {
-        "model": model,
-        "in_channels": channels,
-        "image_size": [size, size],
-        "classes": [str(i) for i in range(classes)],
-        "mean": [0.5] * channels,
-        "std": [0.25] * channels,
-    }
+def _config(
+    model: str, channels: int, size: int, classes: int = 4, tta_flip: bool = False
+) -> ClassifyConfig:
+    return ClassifyConfig(
+        task="classify",
+        model=model,
+        data="test",
+        in_channels=channels,
+        image_size=(size, size),
+        classes=tuple(str(i) for i in range(classes)),
+        mean=(0.5,) * channels,
+        std=(0.25,) * channels,
+        tta_flip=tta_flip,
+    )
 
 
 @pytest.mark.parametrize(
@@ -37,9 +47,9 @@ def _meta(model: str, channels: int, size: int, classes: int = 4) -> dict[str, o
 )
 def test_every_parameter_gets_a_gradient(model: str, channels: int, size: int) -> None:
     torch.manual_seed(0)
-    net = build_classifier(_meta(model, channels, size))
+    net = build_classifier(_config(model, channels, size))
     batch = {"image": torch.rand(2, channels, size, size), "label": torch.tensor([0, 3])}
-    out = get_task("classify").loss(net.train(), batch, label_smoothing=0.1)
+    out = get_task("classify").loss(net.train(), batch)
     assert torch.isfinite(out["loss"])
     out["loss"].backward()
     frozen = [name for name, p in net.named_parameters() if not p.requires_grad]
@@ -54,8 +64,8 @@ def test_overfit_one_batch() -> None:
     torch.manual_seed(0)
     data = load_dataset("shapes", "train", image_size=32)
     batch = {"image": data.images[:32].float() / 255, "label": data.labels[:32]}
-    net = build_classifier(_meta("fast_resnet", 3, 32, classes=len(data.classes)))
-    task = get_task("classify")
+    net = build_classifier(_config("fast_resnet", 3, 32, classes=len(data.classes)))
+    task = ClassifyTask(label_smoothing=0.0)  # a smoothed loss cannot reach 0
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     for _ in range(60):
         loss = task.loss(net.train(), batch)["loss"]
@@ -63,7 +73,7 @@ def test_overfit_one_batch() -> None:
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.05
-    assert torch.equal(task.predict(net, batch["image"]).argmax(1), batch["label"])
+    assert torch.equal(task.probabilities(net, batch["image"]).argmax(1), batch["label"])
 
 
 def test_fashion_mnist_from_debian_trains(tmp_path: Path) -> None:
@@ -97,33 +107,16 @@ def test_fashion_mnist_from_debian_trains(tmp_path: Path) -> None:
     assert (run / "state" / "last.pt").is_file()
 
 
-def test_cli_train_eval_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(
-        [
-            "train",
-            "classify",
-            "--data",
-            "digits",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "64",
-            "--lr",
-            "0.1",
-            "--out",
-            str(tmp_path),
-            "--name",
-            "d",
-        ]
-    )
-    assert code == 0
-    lines = capsys.readouterr().out.splitlines()
+def test_cli_train_eval_predict(
+    classify_run: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = classify_run.printed  # `antlers train classify --data digits --epochs 2 ...`
     assert re.fullmatch(
         r"done \(epochs\): epoch 2, val_accuracy 0\.\d{4}, val_loss [\d.]+, "
         r"val_top5 [\d.]+",
         lines[-2],
     ), lines[-2]
-    run = tmp_path / "classify" / "d"
+    run = classify_run.path
     assert lines[-1] == f"results in {run}"
     accuracy = float(lines[-2].split("val_accuracy ")[1].split(",")[0])
     assert accuracy > 0.8
@@ -150,8 +143,8 @@ def test_predict_with_a_missing_run_is_one_error(capsys: pytest.CaptureFixture[s
 def test_flip_test_time_averaging_follows_the_training_flips() -> None:
     torch.manual_seed(0)
     task = get_task("classify")
-    with_flips = build_classifier({**_meta("fast_resnet", 1, 28), "tta_flip": True}).eval()
-    without = build_classifier({**_meta("fast_resnet", 1, 28), "tta_flip": False}).eval()
+    with_flips = build_classifier(_config("fast_resnet", 1, 28, tta_flip=True)).eval()
+    without = build_classifier(_config("fast_resnet", 1, 28, tta_flip=False)).eval()
     without.load_state_dict(with_flips.state_dict())
     x = torch.rand(3, 1, 28, 28)
     with torch.no_grad():
@@ -165,5 +158,5 @@ def test_digits_are_never_flipped() -> None:
     from antlers.config import TrainConfig
 
     data = get_task("classify").load_data(TrainConfig(data="digits"))
-    assert data.meta["tta_flip"] is False
+    assert data.model_config.tta_flip is False
     assert data.train.flip is False

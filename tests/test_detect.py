@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -16,11 +17,13 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from antlers.cli import main
-from antlers.data.coco import save_coco
-from antlers.data.object_scenes import load_scenes
+from antlers.data.object_scenes import load_object_scenes
 from antlers.tasks import get_task
 from antlers.tasks.detect.metrics import coco_evaluate, coco_ground_truth, coco_results
 from antlers.tasks.detect.model import DetectorConfig, TwoStageDetector
+
+if TYPE_CHECKING:
+    from conftest import TrainedRun
 
 
 @pytest.fixture
@@ -35,7 +38,7 @@ def one_thread() -> object:
 
 def test_overfits_one_scene(one_thread: object) -> None:
     torch.manual_seed(0)
-    scene = load_scenes("train", n=1, image_size=64, seed=5, fashion=False)
+    scene = load_object_scenes("train", n=1, image_size=64, seed=5, fashion=False)
     image, boxes, labels = scene.images.float() / 255, scene.boxes, scene.labels
     model = TwoStageDetector(
         DetectorConfig(num_classes=6, anchor_sizes=(12.0, 24.0, 40.0)), [0.5] * 3, [0.25] * 3
@@ -138,38 +141,22 @@ def test_metrics_equal_pycocotools_called_directly(tmp_path: Path) -> None:
     assert np.mean(per_class) == pytest.approx(stats[0], abs=1e-9)  # AP is their mean
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A COCO copy of 20 small scenes, and a run folder trained on it for one short epoch."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("detect")
-    coco = save_coco(load_scenes("train", n=20, image_size=64, fashion=False), root / "coco.json")
-    code = main(
-        ["train", "detect", "--data", str(coco), "--image-size", "64", "--epochs", "1",
-         "--batch-size", "8", "--out", str(root / "runs"), "--name", "run"]
-    )  # fmt: skip
-    torch.set_num_threads(threads)
-    assert code == 0
-    return coco, root / "runs" / "detect" / "run"
-
-
-def test_training_writes_the_run_folder(trained: tuple[Path, Path]) -> None:
-    _, run = trained
+def test_training_writes_the_run_folder(detect_run: TrainedRun) -> None:
+    run = detect_run.path  # 1 epoch on a COCO copy of 20 small scenes
     for name in ("metrics.csv", "curves.png", "pr_curve.png", "report.html"):
         assert (run / name).is_file(), name
     from antlers.run import Run
 
     loaded = Run.load(run)
     assert loaded.classes == ["circle", "square", "triangle", "cross", "star", "ring"]
-    assert loaded.meta["category_ids"] == [0, 1, 2, 3, 4, 5]
+    assert loaded.model_config.category_ids == (0, 1, 2, 3, 4, 5)
     assert {"val_ap", "val_ap50", "val_ap75"} <= set(loaded.metrics[-1])
 
 
-def test_run_predict_boxes_are_in_the_images_own_pixels(trained: tuple[Path, Path]) -> None:
+def test_run_predict_boxes_are_in_the_images_own_pixels(detect_run: TrainedRun) -> None:
     from antlers.run import Run
 
-    run = Run.load(trained[1])
+    run = Run.load(detect_run.path)
     run.model.roi_head.score_threshold = 0.0  # an untrained model: keep every box
     batch = torch.rand(2, 3, 64, 64)
     small = run.predict(batch)
@@ -187,9 +174,9 @@ def test_run_predict_boxes_are_in_the_images_own_pixels(trained: tuple[Path, Pat
 
 
 def test_cli_predict_draws_and_writes_coco_results(
-    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    detect_run: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _coco, run = trained
+    run = detect_run.path
     picture = tmp_path / "scene.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 80, 3), dtype=np.uint8)).save(
         picture
@@ -223,7 +210,7 @@ def test_task_is_registered() -> None:
 def test_loader_is_deterministic_and_flips_boxes_with_their_images() -> None:
     from antlers.tasks.detect.loader import DetectionLoader
 
-    data = load_scenes("train", n=12, image_size=64, fashion=False)
+    data = load_object_scenes("train", n=12, image_size=64, fashion=False)
     one = list(DetectionLoader(data, 4, shuffle=True, seed=3, flip=True).epoch(2))
     two = list(DetectionLoader(data, 4, shuffle=True, seed=3, flip=True).epoch(2, start_batch=1))
     assert torch.equal(one[1]["image"], two[0]["image"])  # resume: the same batch again
@@ -246,7 +233,7 @@ def test_loader_is_deterministic_and_flips_boxes_with_their_images() -> None:
 
 def test_every_parameter_gets_a_gradient_and_the_loss_is_finite() -> None:
     torch.manual_seed(0)
-    data = load_scenes("train", n=2, image_size=64, fashion=False)
+    data = load_object_scenes("train", n=2, image_size=64, fashion=False)
     model = TwoStageDetector(DetectorConfig(num_classes=6), [0.5] * 3, [0.25] * 3).train()
     losses = get_task("detect").loss(
         model, {"image": data.images.float() / 255, "boxes": data.boxes, "labels": data.labels}
@@ -260,13 +247,13 @@ def test_every_parameter_gets_a_gradient_and_the_loss_is_finite() -> None:
 
 
 def test_resume_mid_epoch_equals_uninterrupted(
-    trained: tuple[Path, Path], tmp_path: Path, one_thread: object
+    detect_run: TrainedRun, tmp_path: Path, one_thread: object
 ) -> None:
     from antlers.config import TrainConfig
     from antlers.engine.checkpoint import load_state
     from antlers.engine.fit import fit
 
-    coco, _ = trained
+    coco = detect_run.data  # the shared run's COCO file; these runs are this test's own
     task = get_task("detect")
     options = {"data": str(coco), "image_size": 64, "batch_size": 4, "epochs": 2}
     config = TrainConfig(task="detect", out=str(tmp_path), **{**task.config_defaults, **options})

@@ -15,7 +15,7 @@ from antlers.tasks.detect.boxes import (
     encode,
     grid_anchors,
     match,
-    sample,
+    sample_fg_bg,
 )
 
 sizes = st.lists(st.floats(4, 96), min_size=1, max_size=3, unique=True)
@@ -95,7 +95,7 @@ def test_sampling_ratio(n_fg, n_bg, count) -> None:
         ]
     )
     matches = matches[torch.randperm(len(matches), generator=torch.Generator().manual_seed(0))]
-    fg, bg = sample(matches, count, 0.25, torch.Generator().manual_seed(1))
+    fg, bg = sample_fg_bg(matches, count, 0.25, torch.Generator().manual_seed(1))
     assert len(fg) == min(int(count * 0.25), n_fg)  # at most a quarter foreground
     assert len(bg) == min(count - len(fg), n_bg)  # background fills the rest
     assert (matches[fg] >= 0).all()

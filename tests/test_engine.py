@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -17,6 +18,9 @@ from antlers.engine.checkpoint import CheckpointError, load_state, load_weights
 from antlers.engine.fit import NonFiniteLossError, fit
 from antlers.run import Run
 from antlers.tasks import get_task
+
+if TYPE_CHECKING:
+    from conftest import TrainedRun
 
 QUICK = {"data": "digits", "batch_size": 128, "lr": 0.05, "device": "cpu"}
 
@@ -57,9 +61,8 @@ def test_extend_a_finished_run(tmp_path: Path) -> None:
     assert (run.run_dir / "metrics.csv").read_text().count("\n") == 3  # header + 2 epochs
 
 
-def test_run_folder_contents_and_reload(tmp_path: Path) -> None:
-    result = fit(get_task("classify"), TrainConfig(**QUICK, epochs=1, out=str(tmp_path)), log=quiet)
-    assert result.run_dir == tmp_path / "classify" / "exp"
+def test_run_folder_contents_and_reload(classify_run: TrainedRun) -> None:
+    run_dir = classify_run.path  # lecture_cnn on digits at 16x16, 2 epochs
     for name in (
         "config.json",
         "metrics.csv",
@@ -70,16 +73,24 @@ def test_run_folder_contents_and_reload(tmp_path: Path) -> None:
         "weights/last.safetensors",
         "state/last.pt",
     ):
-        assert (result.run_dir / name).is_file(), name
-    _, meta = load_weights(result.run_dir / "weights" / "last.safetensors")
+        assert (run_dir / name).is_file(), name
+    _, meta = load_weights(run_dir / "weights" / "last.safetensors")
     assert meta["classes"] == [str(d) for d in range(10)]
-    run = Run.load(result.run_dir / "weights" / "last.safetensors")  # the file alone rebuilds it
-    images = torch.rand(3, 1, 8, 8)
-    index, probabilities = run.predict(images)
-    assert index.shape == (3,)
-    assert probabilities.shape == (3, 10)
-    torch.testing.assert_close(probabilities.sum(1), torch.ones(3))
-    second = fit(get_task("classify"), TrainConfig(**QUICK, epochs=1, out=str(tmp_path)), log=quiet)
+    run = Run.load(run_dir / "weights" / "last.safetensors")  # the file alone rebuilds it
+    images = torch.rand(3, 1, 16, 16)
+    result = run.predict(images)
+    assert result.indices.shape == (3,)
+    assert result.probabilities.shape == (3, 10)
+    torch.testing.assert_close(result.probabilities.sum(1), torch.ones(3))
+    assert result.labels == [run.classes[int(i)] for i in result.indices]
+    assert [row["label"] for row in result.to_json()] == result.labels
+
+
+def test_unnamed_runs_are_numbered_exp_exp2(tmp_path: Path) -> None:
+    config = TrainConfig(**QUICK, epochs=1, max_steps=1, out=str(tmp_path))
+    first = fit(get_task("classify"), config, log=quiet)
+    assert first.run_dir == tmp_path / "classify" / "exp"
+    second = fit(get_task("classify"), config, log=quiet)
     assert second.run_dir.name == "exp2"
 
 
@@ -178,20 +189,22 @@ def test_initial_weights_from_a_torchvision_safetensors_file(tmp_path: Path) -> 
     from safetensors.torch import save_file
 
     from antlers.engine.checkpoint import load_matching
-    from antlers.tasks.classify.models import build_classifier
+    from antlers.tasks.classify.models import ClassifyConfig, build_classifier
 
     source = torchvision.models.resnet18(weights=None)  # 1000 classes, as published weights
     file = tmp_path / "resnet18.safetensors"
     save_file(source.state_dict(), str(file))
-    meta = {
-        "model": "resnet18",
-        "in_channels": 3,
-        "image_size": [32, 32],
-        "classes": [str(i) for i in range(10)],
-        "mean": [0.5] * 3,
-        "std": [0.25] * 3,
-    }
-    model = build_classifier(meta)
+    config = ClassifyConfig(
+        task="classify",
+        model="resnet18",
+        data="test",
+        in_channels=3,
+        image_size=(32, 32),
+        classes=tuple(str(i) for i in range(10)),
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+    )
+    model = build_classifier(config)
     count, skipped = load_matching(model, file)
     assert sorted(skipped) == ["fc.bias", "fc.weight"]  # the 10-class head stays new
     assert count == len(source.state_dict()) - 2
@@ -239,9 +252,13 @@ class _DtypeSpy:
     def __getattr__(self, name: str) -> object:
         return getattr(self.task, name)
 
-    def loss(self, model: torch.nn.Module, batch: dict, **options: object) -> dict:
+    def configure(self, config: TrainConfig) -> _DtypeSpy:
+        self.task = self.task.configure(config)
+        return self
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> dict:
         self.dtypes.add(model(batch["image"]).dtype)
-        return self.task.loss(model, batch, **options)
+        return self.task.loss(model, batch)
 
 
 @pytest.mark.parametrize(
@@ -260,7 +277,7 @@ def test_cpu_amp_trains_in_bf16_only_on_a_cpu_with_native_bf16(
     expected: torch.dtype,
     said: str | None,
 ) -> None:
-    monkeypatch.setattr(sys.modules["antlers.engine.fit"], "cpu_has_bf16", lambda: native)
+    monkeypatch.setattr(sys.modules["antlers.engine.precision"], "cpu_has_bf16", lambda: native)
     spy, lines = _DtypeSpy(), []
     config = TrainConfig(**QUICK, epochs=1, max_steps=2, cpu_amp=cpu_amp, out=str(tmp_path))
     fit(spy, config, log=lines.append)
@@ -272,7 +289,7 @@ def test_cpu_amp_trains_in_bf16_only_on_a_cpu_with_native_bf16(
 
 def test_cpu_has_bf16_agrees_with_the_cpu_flags() -> None:
     """torch's detection against the kernel's list of the CPU's features (Linux)."""
-    from antlers.engine.fit import cpu_has_bf16
+    from antlers.engine.precision import cpu_has_bf16
 
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists():

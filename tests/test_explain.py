@@ -18,7 +18,7 @@ from antlers.explain import (
 )
 from antlers.explain.topk import crop_window
 from antlers.nn.lecture import lecture_cnn
-from antlers.tasks.classify.models import build_classifier
+from antlers.tasks.classify.models import ClassifyConfig, build_classifier
 
 
 def _images(n: int = 60, size: int = 20, seed: int = 0) -> torch.Tensor:
@@ -186,18 +186,24 @@ def test_fully_convolutional_equals_the_explicit_sliding_window() -> None:
     assert boxes[4].tolist() == [4.0, 4.0, 30.0, 26.0]  # row 1, col 1: x 4..30, y 4..26
 
 
+def _classifier(name: str, channels: int, size: int, classes: str) -> nn.Module:
+    config = ClassifyConfig(
+        task="classify",
+        model=name,
+        data="test",
+        in_channels=channels,
+        image_size=(size, size),
+        classes=tuple(classes),
+        mean=(0.5,) * channels,
+        std=(0.25,) * channels,
+    )
+    return build_classifier(config)
+
+
 @pytest.mark.parametrize("name", ["fast_resnet", "alexnet_small", "lecture_cnn"])
 def test_classifier_models_become_convolutional(name: str) -> None:
     torch.manual_seed(5)
-    meta = {
-        "model": name,
-        "in_channels": 1,
-        "image_size": [28, 28],
-        "classes": list("abcd"),
-        "mean": [0.5],
-        "std": [0.25],
-    }
-    model = build_classifier(meta).eval()
+    model = _classifier(name, 1, 28, "abcd").eval()
     fcn = fully_convolutional(model, window=(28, 28))
     x = torch.rand(1, 1, 28, 28)
     torch.testing.assert_close(fcn(x)[0, :, 0, 0], model(x)[0], rtol=1e-5, atol=1e-5)
@@ -210,18 +216,11 @@ def test_unsupported_models_are_refused() -> None:
         fully_convolutional(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1)))
     with pytest.raises(ValueError, match=r"supported: nn\.Sequential"):
         fully_convolutional(nn.Bilinear(2, 2, 2))
-    meta = {
-        "model": "alexnet_small",
-        "in_channels": 3,
-        "image_size": [32, 32],
-        "classes": ["a", "b"],
-        "mean": [0.5] * 3,
-        "std": [0.25] * 3,
-    }
+    model = _classifier("alexnet_small", 3, 32, "ab")
     with pytest.raises(ValueError, match="uneven windows"):  # 8 -> 3: windows of 3, 4, 3
-        fully_convolutional(build_classifier(meta), window=32)
+        fully_convolutional(model, window=32)
     with pytest.raises(ValueError, match="window=\\(h, w\\)"):
-        fully_convolutional(build_classifier(meta))
+        fully_convolutional(model)
 
 
 def test_torchvision_resnet18() -> None:
@@ -258,3 +257,5 @@ def test_kernel_grid_normalises_each_kernel() -> None:
     assert float(first.max()) == pytest.approx(1.0)
     gray = kernel_grid(torch.randn(4, 1, 3, 3))
     assert torch.equal(gray[0], gray[1])  # grey tiles for one input channel
+    numpy_kernels = np.random.default_rng(0).normal(size=(8, 1, 3, 3))  # the NumPy CNN's
+    assert torch.equal(kernel_grid(numpy_kernels), kernel_grid(torch.from_numpy(numpy_kernels)))

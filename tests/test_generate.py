@@ -168,20 +168,21 @@ def test_guidance_zero_and_one_reduce_to_the_unconditional_and_conditional_model
 
 
 def test_overfit_one_image():
-    from antlers.tasks.generate.task import GenerateTask
+    from antlers.tasks.generate.task import GenerateConfig, GenerateTask
 
     task = GenerateTask()
-    meta = {
-        "task": "generate",
-        "model": "unet_tiny",
-        "in_channels": 1,
-        "image_size": [8, 8],
-        "classes": ["a", "b"],
-        "noise_schedule": "cosine",
-        "timesteps": 1000,
-    }
+    config = GenerateConfig(
+        task="generate",
+        model="unet_tiny",
+        data="test",
+        in_channels=1,
+        image_size=(8, 8),
+        classes=("a", "b"),
+        noise_schedule="cosine",
+        timesteps=1000,
+    )
     torch.manual_seed(0)
-    model = task.build_model(meta)
+    model = task.build_model(config)
     image = torch.zeros(1, 1, 8, 8)
     image[..., 2:6, 3:5] = 1.0
     g = torch.Generator().manual_seed(0)
@@ -203,7 +204,7 @@ def test_overfit_one_image():
     after = fixed_loss()
     assert after < 0.25 * before, (before, after)
     model.eval()
-    made = task.predict(model, torch.zeros(4, dtype=torch.long), steps=50)
+    made = task.sample(model, config, torch.zeros(4, dtype=torch.long), steps=50).images
     assert float((made - image).abs().mean()) < 0.15
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pytest
 import torch
 from PIL import Image
 
 from antlers.cli import main
 from antlers.engine.checkpoint import save_weights
-from antlers.run import Run, train
-from antlers.tasks.classify.models import build_classifier
-from antlers.tasks.generate.task import GenerateTask
+from antlers.run import Run
+from antlers.tasks.classify.models import ClassifyConfig, build_classifier
+
+if TYPE_CHECKING:
+    from conftest import TrainedRun
 
 
 def _digits_classes() -> list[str]:
@@ -19,34 +24,15 @@ def _digits_classes() -> list[str]:
     return list(load_dataset("digits", "test").classes)
 
 
-def _generate_run(folder, classes: list[str]):
-    meta = {
-        "task": "generate",
-        "model": "unet_tiny",
-        "in_channels": 1,
-        "image_size": [8, 8],
-        "classes": classes,
-        "data": "digits",
-        "noise_schedule": "cosine",
-        "timesteps": 1000,
-    }
-    torch.manual_seed(0)
-    model = GenerateTask().build_model(meta)
-    for p in model.parameters():  # not the zero-initialised output of an untrained model
-        if not p.any():
-            torch.nn.init.normal_(p, std=0.02)
-    save_weights(model, folder / "weights" / "best.safetensors", meta)
-    return folder
-
-
-def test_train_generate_on_digits_then_sample(tmp_path):
-    run = train("generate", data="digits", model="unet_tiny", epochs=1, out=str(tmp_path), name="g")
+def test_train_generate_on_digits_then_sample(generate_run: TrainedRun) -> None:
+    run = Run.load(generate_run.path)  # unet_tiny, 1 epoch on digits
+    assert run.config is not None
     assert run.config.optimizer == "adamw"
     assert run.config.ema == 0.999
     row = run.metrics[-1]
     assert 0 < row["val_loss"] < 1.5  # a noise prediction of zeros would score 1.0
     for name in ("samples.png", "schedule.png", "trajectory.png", "curves.png"):
-        assert (tmp_path / "generate" / "g" / name).is_file()
+        assert (generate_run.path / name).is_file()
     images = run.sample(6, steps=5, label="3", seed=2)
     assert images.shape == (6, 1, 8, 8)
     assert float(images.min()) >= 0
@@ -56,24 +42,16 @@ def test_train_generate_on_digits_then_sample(tmp_path):
         run.sample(2, label="cat")
 
 
-def test_run_sample_refuses_other_tasks(tmp_path):
-    meta = {
-        "task": "classify",
-        "model": "fast_resnet",
-        "in_channels": 1,
-        "image_size": [8, 8],
-        "classes": ["a", "b"],
-        "mean": [0.5],
-        "std": [0.25],
-    }
-    save_weights(build_classifier(meta), tmp_path / "weights" / "best.safetensors", meta)
+def test_run_sample_refuses_other_tasks(classify_run: TrainedRun) -> None:
     with pytest.raises(ValueError, match="needs a 'generate' run"):
-        Run.load(tmp_path).sample(2)
+        Run.load(classify_run.path).sample(2)
 
 
-def test_cli_sample_writes_grid_per_class_images_strip_and_gif(tmp_path, capsys):
+def test_cli_sample_writes_grid_per_class_images_strip_and_gif(
+    generate_run: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     classes = _digits_classes()
-    run = _generate_run(tmp_path / "run", classes)
+    run = generate_run.path
     out = tmp_path / "out"
     argv = ["sample", str(run), "--n", "4", "--steps", "3", "--class", classes[7]]
     assert main([*argv, "--out", str(out), "--seed", "1"]) == 0
@@ -92,21 +70,25 @@ def test_cli_sample_writes_grid_per_class_images_strip_and_gif(tmp_path, capsys)
     assert "unknown class 'giraffe'" in capsys.readouterr().err
 
 
-def test_cli_sample_fid_prints_the_floor_and_class_share(tmp_path, capsys):
+def test_cli_sample_fid_prints_the_floor_and_class_share(
+    generate_run: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     classes = _digits_classes()
-    run = _generate_run(tmp_path / "run", classes)
-    meta = {
-        "task": "classify",
-        "model": "fast_resnet",
-        "in_channels": 1,
-        "image_size": [8, 8],
-        "classes": classes,
-        "mean": [0.3],
-        "std": [0.3],
-    }
+    run = generate_run.path
+    config = ClassifyConfig(
+        task="classify",
+        model="fast_resnet",
+        data="digits",
+        in_channels=1,
+        image_size=(8, 8),
+        classes=tuple(classes),
+        mean=(0.3,),
+        std=(0.3,),
+    )
     classifier = tmp_path / "clf"
     torch.manual_seed(0)
-    save_weights(build_classifier(meta), classifier / "weights" / "best.safetensors", meta)
+    weights = classifier / "weights" / "best.safetensors"
+    save_weights(build_classifier(config), weights, config.to_dict())
     argv = ["sample", str(run), "--n", "20", "--steps", "2", "--out", str(tmp_path / "o")]
     assert main([*argv, "--fid", str(classifier)]) == 0
     last = capsys.readouterr().out.splitlines()[-1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -13,37 +14,15 @@ import torch
 from PIL import Image
 
 from antlers.cli import main
-from antlers.data.street_scenes import SCENE_CLASSES, load_scenes
+from antlers.data.street_scenes import SCENE_CLASSES, load_street_scenes
 from antlers.run import Run
 
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
-    """A scenes folder (images/, masks/, classes.txt) and a run trained on it from the CLI."""
-    root = tmp_path_factory.mktemp("seg")
-    data = root / "street"
-    (data / "images").mkdir(parents=True)
-    (data / "masks").mkdir()
-    (data / "classes.txt").write_text("\n".join(SCENE_CLASSES) + "\n")
-    scenes = load_scenes("train", image_size=32, n=30)
-    for i in range(len(scenes)):
-        Image.fromarray(scenes.images[i].permute(1, 2, 0).numpy()).save(
-            data / "images" / f"s{i}.png"
-        )
-        Image.fromarray(scenes.masks[i].numpy(), mode="L").save(data / "masks" / f"s{i}.png")
-    argv = ["train", "segment", "--data", str(data), "--model", "unet-w8-d2", "--epochs", "3"]
-    argv += ["--batch-size", "4", "--image-size", "32", "--out", str(root), "--name", "r"]
-    import contextlib
-    import io
-
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert main(argv) == 0
-    return root / "segment" / "r", data, printed.getvalue().splitlines()
+if TYPE_CHECKING:
+    from conftest import TrainedRun
 
 
-def test_train_prints_miou_and_writes_the_run_folder(trained: tuple[Path, Path, list[str]]) -> None:
-    run, _, lines = trained
+def test_train_prints_miou_and_writes_the_run_folder(segment_run: TrainedRun) -> None:
+    run, lines = segment_run.path, segment_run.printed
     assert re.match(r"done \(epochs\): epoch 3, .*val_miou 0\.\d{4}", lines[-2]), lines[-2]
     assert lines[-1] == f"results in {run}"
     for name in ("overlays.png", "iou.png", "confusion.png", "curves.png", "report.html"):
@@ -53,9 +32,9 @@ def test_train_prints_miou_and_writes_the_run_folder(trained: tuple[Path, Path, 
 
 
 def test_eval_json_matches_the_last_epoch(
-    trained: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str]
+    segment_run: TrainedRun, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run, _, _ = trained
+    run = segment_run.path
     assert main(["eval", str(run), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["count"] == 6  # 20% of 30 scenes held out
@@ -68,12 +47,12 @@ def test_eval_json_matches_the_last_epoch(
 
 
 def test_predict_writes_a_mask_and_an_overlay(
-    trained: tuple[Path, Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    segment_run: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run, data, _ = trained
+    run, data = segment_run.path, Path(segment_run.data)
     wide = tmp_path / "wide.jpg"
     Image.fromarray(
-        load_scenes("test", image_size=48, n=1).images[0].permute(1, 2, 0).numpy()
+        load_street_scenes("test", image_size=48, n=1).images[0].permute(1, 2, 0).numpy()
     ).resize((60, 45)).save(wide)
     images = [str(data / "images" / "s0.png"), str(wide)]
     out = tmp_path / "out"
@@ -94,18 +73,21 @@ def test_predict_writes_a_mask_and_an_overlay(
     # the mask file holds exactly what Run.predict returns for the same image
     loaded = Run.load(run)
     with Image.open(images[0]) as im:
-        predicted = loaded.predict([im])
+        predicted = loaded.predict([im]).masks
     assert predicted.shape == (1, 32, 32)
     assert predicted.dtype == torch.int64
     with Image.open(out / "s0_mask.png") as mask:
         assert torch.equal(predicted[0], torch.from_numpy(np.asarray(mask).astype(np.int64)))
 
 
-def test_run_predict_on_tensors_keeps_their_size(trained: tuple[Path, Path, list[str]]) -> None:
-    run, _, _ = trained
+def test_run_predict_on_tensors_keeps_their_size(segment_run: TrainedRun) -> None:
+    run = segment_run.path
     loaded = Run.load(run)
     for shape in ((2, 3, 32, 32), (1, 3, 40, 52)):
-        ids = loaded.predict(torch.rand(*shape))
+        result = loaded.predict(torch.rand(*shape))
+        ids = result.masks
+        assert len(result) == shape[0]
+        assert [row["size"] for row in result.to_json()] == [list(shape[2:])] * shape[0]
         assert ids.shape == (shape[0], *shape[2:])
         assert ids.min() >= 0
         assert ids.max() < len(SCENE_CLASSES)

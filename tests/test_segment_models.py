@@ -3,6 +3,8 @@ learns, one batch can be overfit, and the metrics agree with torchmetrics."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 import torch
 from torchmetrics.classification import (
@@ -11,26 +13,31 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
+from antlers.engine.metrics import confusion_matrix
 from antlers.tasks import get_task
-from antlers.tasks.segment.metrics import confusion_matrix, metrics_from_confusion
+from antlers.tasks.segment.metrics import metrics_from_confusion
 from antlers.tasks.segment.models import (
     DoubleConv,
     ResidualDoubleConv,
+    SegmentConfig,
     SegNet,
     UNet,
     build_segmenter,
-    parse_model_name,
+    parse_segmenter_name,
 )
-from antlers.tasks.segment.task import dice_loss
+from antlers.tasks.segment.task import SegmentTask, dice_loss
 
 
-def _meta(model: str, channels: int = 3, classes: int = 5) -> dict[str, object]:
-    return {
-        "model": model,
-        "in_channels": channels,
-        "classes": [f"c{i}" for i in range(classes)],
-        "image_size": [32, 32],
-    }
+def _config(model: str, channels: int = 3, classes: Sequence[str] | int = 5) -> SegmentConfig:
+    names = [f"c{i}" for i in range(classes)] if isinstance(classes, int) else classes
+    return SegmentConfig(
+        task="segment",
+        model=model,
+        data="test",
+        in_channels=channels,
+        classes=tuple(names),
+        image_size=(32, 32),
+    )
 
 
 @pytest.mark.parametrize(
@@ -50,7 +57,7 @@ def _meta(model: str, channels: int = 3, classes: int = 5) -> dict[str, object]:
 )
 def test_logits_have_the_input_size(model: str, channels: int, h: int, w: int) -> None:
     torch.manual_seed(0)
-    net = build_segmenter(_meta(model, channels)).eval()
+    net = build_segmenter(_config(model, channels)).eval()
     with torch.no_grad():
         out = net(torch.rand(2, channels, h, w))
     assert out.shape == (2, 5, h, w)
@@ -58,17 +65,23 @@ def test_logits_have_the_input_size(model: str, channels: int, h: int, w: int) -
 
 
 def test_model_names_parse_and_bad_names_list_the_allowed() -> None:
-    assert parse_model_name("unet-w32-d4") == ("unet", {"width": 32, "depth": 4, "residual": True})
-    assert parse_model_name("unet-plain") == ("unet", {"width": 16, "depth": 3, "residual": False})
-    assert parse_model_name("segnet-d2") == ("segnet", {"width": 8, "depth": 2})
+    assert parse_segmenter_name("unet-w32-d4") == (
+        "unet",
+        {"width": 32, "depth": 4, "residual": True},
+    )
+    assert parse_segmenter_name("unet-plain") == (
+        "unet",
+        {"width": 16, "depth": 3, "residual": False},
+    )
+    assert parse_segmenter_name("segnet-d2") == ("segnet", {"width": 8, "depth": 2})
     with pytest.raises(ValueError, match="allowed: unet, segnet, lraspp"):
-        parse_model_name("fcn")
+        parse_segmenter_name("fcn")
     with pytest.raises(ValueError, match="depth must be 1 to 6"):
-        parse_model_name("unet-d9")
+        parse_segmenter_name("unet-d9")
     with pytest.raises(ValueError, match="-plain is a U-Net option"):
-        parse_model_name("segnet-plain")
+        parse_segmenter_name("segnet-plain")
     with pytest.raises(ValueError, match="lraspp has no"):
-        parse_model_name("lraspp-plain")
+        parse_segmenter_name("lraspp-plain")
 
 
 def test_unet_width_and_depth_set_the_architecture() -> None:
@@ -115,11 +128,11 @@ def test_segnet_decoder_puts_values_back_where_the_maxima_were() -> None:
 @pytest.mark.parametrize("model", ["unet-w4-d2", "unet-w4-d2-plain", "segnet-w4-d2", "lraspp"])
 def test_every_parameter_gets_a_gradient(model: str) -> None:
     torch.manual_seed(0)
-    task = get_task("segment")
-    net = task.build_model(_meta(model)).train()
+    task = SegmentTask(dice=0.5)
+    net = task.build_model(_config(model)).train()
     batch = {"image": torch.rand(2, 3, 32, 32), "mask": torch.randint(0, 5, (2, 32, 32))}
     batch["mask"][0, :4] = 255  # ignored pixels
-    out = task.loss(net, batch, label_smoothing=0.0, dice=0.5)
+    out = task.loss(net, batch)
     assert torch.isfinite(out["loss"])
     assert set(out) == {"loss", "ce", "dice"}
     out["loss"].backward()
@@ -130,13 +143,12 @@ def test_every_parameter_gets_a_gradient(model: str) -> None:
 
 @pytest.mark.parametrize("model", ["unet-w8-d2", "segnet-w8-d2"])
 def test_overfit_one_batch(model: str) -> None:
-    from antlers.data.street_scenes import load_scenes
+    from antlers.data.street_scenes import load_street_scenes
 
     torch.manual_seed(0)
-    data = load_scenes("train", image_size=32, n=6)
+    data = load_street_scenes("train", image_size=32, n=6)
     task = get_task("segment")
-    meta = {**_meta(model, classes=8), "classes": list(data.classes)}
-    net = task.build_model(meta)
+    net = task.build_model(_config(model, classes=data.classes))
     batch = {"image": data.images.float() / 255, "mask": data.masks.long()}
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     # 200 steps: at 120, SegNet's eval-mode accuracy was still climbing and its value hung on
@@ -147,15 +159,15 @@ def test_overfit_one_batch(model: str) -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    predicted = task.predict(net, batch["image"]).argmax(1)
+    predicted = task.probabilities(net, batch["image"]).argmax(1)
     assert out["ce"].item() < 0.15
     assert (predicted == batch["mask"]).float().mean() > 0.95  # eval mode: BN running stats
 
 
 def test_ignored_pixels_are_left_out_of_the_loss() -> None:
     torch.manual_seed(0)
-    task = get_task("segment")
-    net = task.build_model(_meta("unet-w4-d1")).eval()
+    task = SegmentTask(dice=0.0)
+    net = task.build_model(_config("unet-w4-d1")).eval()
     image = torch.rand(1, 3, 8, 8)
     mask = torch.randint(0, 5, (1, 8, 8))
     mask[0, :3] = 255
@@ -163,10 +175,10 @@ def test_ignored_pixels_are_left_out_of_the_loss() -> None:
     other[0, :3] = torch.randint(0, 5, (3, 8))  # what the ignored pixels hold cannot matter ...
     with torch.no_grad():
         logits = net(image)
-        a = task.loss(net, {"image": image, "mask": mask}, dice=0.0)["loss"]
+        a = task.loss(net, {"image": image, "mask": mask})["loss"]
         kept = mask[0] != 255
         by_hand = torch.nn.functional.cross_entropy(logits[0][:, kept].T, mask[0][kept])
-        b = task.loss(net, {"image": image, "mask": other}, dice=0.0)["loss"]
+        b = task.loss(net, {"image": image, "mask": other})["loss"]
     torch.testing.assert_close(a, by_hand)
     assert a != b  # ... but labelling them does change the loss
 
@@ -194,7 +206,7 @@ def test_metrics_match_torchmetrics_over_several_batches() -> None:
             torch.rand(4, 16, 20) < 0.6, target, torch.randint(0, k, (4, 16, 20))
         )
         predicted[predicted == 255] = 2
-        total += confusion_matrix(predicted, target, k)
+        total += confusion_matrix(predicted, target, k, ignore_index=255)
         for metric in (jaccard, macro, confusion, accuracy):
             metric.update(predicted, target)
     scores = metrics_from_confusion(total)

@@ -44,7 +44,9 @@ class TrainConfig:
     weight_decay: float = _f(5e-4, "weight decay (not applied to biases and norm layers)")
     schedule: str = _f("onecycle", "learning-rate schedule", choices=SCHEDULES)
     warmup: float = _f(0.2, "fraction of training spent warming up (onecycle)")
-    label_smoothing: float = _f(0.1, "label smoothing of the cross-entropy")
+    label_smoothing: float | None = _f(
+        None, "label smoothing of the cross-entropy (classify and segment; task default when unset)"
+    )
     clip_grad: float | None = _f(None, "clip the gradient norm to this value")
     ema: float | None = _f(
         0.99, "decay of the weights' moving average that is evaluated and saved (0: off)"

@@ -2,14 +2,13 @@
 
 >>> run = antlers.train("classify", data="digits", epochs=2)      # doctest: +SKIP
 >>> run.metrics[-1]["val_accuracy"]                                # doctest: +SKIP
->>> indices, probabilities = run.predict(images)                   # doctest: +SKIP
+>>> run.predict(images).labels                                     # doctest: +SKIP
 >>> antlers.Run.load("runs/classify/exp")                          # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from antlers.config import TrainConfig
 from antlers.engine.checkpoint import CheckpointError, load_weights
 from antlers.tasks import default_config, get_task
 
-__all__ = ["Run", "evaluate_run", "predict_files", "train"]
+__all__ = ["Run", "train"]
 
 
 def train(task: str = "classify", resume: str | Path | None = None, **options: Any) -> Run:
@@ -41,16 +40,30 @@ def train(task: str = "classify", resume: str | Path | None = None, **options: A
 
 
 class Run:
-    """A run folder (or a lone weights file) loaded for inference and inspection."""
+    """A run folder (or a lone weights file) loaded for inference and inspection.
+
+    ``model_config`` (the task's ModelConfig) rebuilt ``model``; ``config`` is the TrainConfig the
+    run was trained with (None for a weights file written by something else); ``epoch`` is the
+    epoch the weights come from."""
 
     def __init__(self, path: Path, weights: Path, stopped_by: str | None = None):
         self.path = path
         self.weights_path = weights
         self.stopped_by = stopped_by
-        state, self.meta = load_weights(weights)
-        self.task = get_task(self.meta["task"])
-        self.classes: list[str] = list(self.meta["classes"])
-        self.model: nn.Module = self.task.build_model(self.meta)
+        state, meta = load_weights(weights)
+        try:
+            task = get_task(meta["task"])
+            self.epoch: int | None = meta.pop("epoch", None)
+            saved = meta.pop("config", None)
+            self.config: TrainConfig | None = TrainConfig.from_json(saved) if saved else None
+            self.model_config = task.config_type.from_dict(meta)
+            # the task's options as trained (a lone weights file: as its model name implies)
+            given = self.config or TrainConfig(task=task.name, model=self.model_config.model)
+            self.task = task.configure(given)
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{weights}: unusable antlers metadata ({error})") from error
+        self.classes: list[str] = list(self.model_config.classes)
+        self.model: nn.Module = self.task.build_model(self.model_config)
         self.model.load_state_dict(state)
         self.model.eval()
 
@@ -78,14 +91,29 @@ class Run:
         with file.open(newline="") as f:
             return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
-    @property
-    def config(self) -> TrainConfig:
-        return TrainConfig.from_json(self.meta["config"])
-
-    def predict(self, images: Tensor | Sequence[Any]) -> Any:
+    def predict(self, images: Any) -> Any:
         """The task's predictions for a float batch (B, C, H, W) in [0, 1] or a list of PIL
-        images. Classification: class indices (B,) and probabilities (B, K)."""
-        return self.task.run_predict(self, images)
+        images: a ``Classification``, ``Segmentation`` or ``Detections`` (each with
+        ``to_json()``). A generate run has no input image: ValueError pointing at ``sample``."""
+        return self.task.predict(self.model, self.model_config, images)
+
+    def evaluate(self, data: str | None = None, data_dir: str | None = None) -> dict[str, Any]:
+        """Test-split metrics (its own dataset unless ``data`` names another): ``antlers eval``."""
+        name = data or self.model_config.data
+        seed = self.config.seed if self.config else 0  # the split the run was trained with
+        loader = self.task.test_loader(self.model_config, name, data_dir, seed)
+        with torch.no_grad():
+            metrics = self.task.evaluate(self.model, loader)
+        metrics["count"] = int(metrics["count"])
+        return {"data": name, "weights": str(self.weights_path), **metrics}
+
+    def predict_files(
+        self, paths: list[str], out: str | Path | None = None, **options: Any
+    ) -> list[dict[str, Any]]:
+        """``antlers predict``: one JSON-able dict per image file, with a ``text`` line for the
+        terminal; tasks that draw their predictions (masks, boxes) write them into ``out``."""
+        out = Path(out) if out else None
+        return self.task.predict_files(self.model, self.model_config, paths, out, **options)
 
     def sample(
         self,
@@ -100,7 +128,7 @@ class Run:
     ) -> Tensor:
         """Generate ``n`` images (n, C, H, W) in [0, 1] with a ``generate`` run: DDPM (all T
         steps) or DDIM (``steps``, ``eta``: 1 by default, 0 for the deterministic DDIM, see
-        ``diffusion_sampling.DEFAULT_ETA``); ``label`` (a class name or index) conditions every
+        ``generate.sampling.DEFAULT_ETA``); ``label`` (a class name or index) conditions every
         sample on that class with classifier-free ``guidance``; None cycles through the classes.
         The same ``seed`` gives the same images. ValueError for runs of other tasks."""
         return self.sample_with_trajectory(
@@ -108,61 +136,11 @@ class Run:
         ).images
 
     def sample_with_trajectory(self, n: int = 64, **options: Any) -> Any:
-        """Like ``sample``, but the whole ``diffusion_sampling.Sample`` (images, trajectory)."""
-        if self.meta["task"] != "generate":
+        """Like ``sample``, but the whole ``generate.sampling.Sample`` (images, trajectory)."""
+        if self.task.name != "generate":
             raise ValueError(
                 f"{self.weights_path}: Run.sample needs a 'generate' run, this is a "
-                f"{self.meta['task']!r} run"
+                f"{self.task.name!r} run"
             )
-        return self.task.run_sample(self, n, **options)
-
-    def to_batch(self, images: Tensor | Sequence[Any]) -> Tensor:
-        c, (h, w) = self.meta["in_channels"], self.meta["image_size"]
-        if isinstance(images, Tensor):
-            if images.ndim != 4 or images.shape[1] != c:
-                raise ValueError(
-                    f"images must be (B, {c}, H, W) floats in [0, 1], "
-                    f"got shape {tuple(images.shape)}"
-                )
-            if images.shape[2:] != (h, w):
-                images = torch.nn.functional.interpolate(
-                    images.float(), size=(h, w), mode="bilinear", antialias=True
-                )
-            return images.float()
-        return torch.stack([_pil_to_tensor(im, c, (h, w)) for im in images])
-
-
-def evaluate_run(
-    run: str | Path, data: str | None = None, data_dir: str | None = None
-) -> dict[str, Any]:
-    """Test-split metrics of a run folder or weights file (its own dataset unless ``data``
-    names another): ``antlers eval``."""
-    loaded = Run.load(run)
-    name = data or loaded.meta["data"]
-    loader = loaded.task.test_loader(loaded.meta, name, data_dir)
-    with torch.no_grad():
-        metrics = loaded.task.evaluate(loaded.model, loader)
-    metrics["count"] = int(metrics["count"])
-    return {"data": name, "weights": str(loaded.weights_path), **metrics}
-
-
-def predict_files(
-    run: str | Path, images: list[str], out: str | Path | None = None, **options: Any
-) -> list[dict[str, Any]]:
-    """``antlers predict``: one JSON-able dict per image file, with a ``text`` line for the
-    terminal; tasks that draw their predictions (masks, boxes) write them into ``out``."""
-    loaded = Run.load(run)
-    return loaded.task.predict_files(loaded, images, Path(out) if out else None, **options)
-
-
-def _pil_to_tensor(image: Any, channels: int, size: tuple[int, int]) -> Tensor:
-    """A PIL image -> float (C, H, W) in [0, 1], converted and fitted as the training data was."""
-    import numpy as np
-    from PIL import ImageOps
-
-    from antlers.data.folder import to_8bit
-
-    image = to_8bit(ImageOps.exif_transpose(image)).convert("L" if channels == 1 else "RGB")
-    image = ImageOps.fit(image, (size[1], size[0]))
-    array = np.asarray(image, dtype=np.float32).reshape(size[0], size[1], channels) / 255
-    return torch.from_numpy(array).permute(2, 0, 1)
+        labels = self.task.labels_for(self.classes, n, options.pop("label", None))
+        return self.task.sample(self.model, self.model_config, labels, **options)

@@ -35,8 +35,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     ]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.peak_lr, momentum=config.momentum, nesterov=True)
-    # fused: one kernel for all parameters instead of a loop of small ops (6% of a U-Net's
-    # training step on two CPU cores, docs/benchmarks.md)
+    # fused: one kernel for all parameters instead of a loop of small ops, a shorter training
+    # step for the U-Net on two CPU cores (docs/experiments/segment-recipe.md, step speed)
     fused = all(p.device.type in ("cpu", "cuda") for p in decay + no_decay)
     return torch.optim.AdamW(groups, lr=config.peak_lr, fused=fused)
 
@@ -47,7 +47,7 @@ def make_ema(model: nn.Module, decay: float | None) -> Any:
     The decay warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates (as timm's
     ModelEmaV2 does), so a short run's average is not dominated by its random start. The update
     is one fused ``_foreach_lerp_`` per dtype (as torch's ``get_ema_multi_avg_fn``): a loop over
-    parameters cost as much as the training step itself on a GPU (docs/benchmarks.md, cuda).
+    parameters cost as much as the training step itself on a GPU (docs/experiments/cuda-ema.md).
     Integer buffers (BatchNorm's batch counter) are copied, not averaged.
     """
     if not decay:  # None or 0: no EMA

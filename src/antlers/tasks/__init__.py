@@ -1,27 +1,22 @@
 """The tasks, by name: one explicit dict, no decorator registry.
 
-Every task follows the same contract (DESIGN.md, "The task contract")::
-
-    name, primary_metric, maximize                    # maximize: is a larger metric better?
-    config_defaults: dict                             # TrainConfig fields set differently
-    load_data(config, rank, world_size) -> TaskData   # loaders for this process + model meta
-    build_model(meta) -> nn.Module                    # meta alone rebuilds the model
-    loss(model, batch, **options) -> dict[str, Tensor]  # holds "loss"; other entries are logged
-    predict(model, images) -> ...                     # inference only
-    evaluate(model, loader) -> dict[str, float]       # this process's shard, with its "count"
-    report(run_dir, model, data) -> dict              # task figures at the end of training
-    test_loader(meta, data, data_dir) -> loader       # the test split for ``antlers eval``
-    run_predict(run, images) -> ...                   # what ``Run.predict`` returns
-    predict_files(run, paths, out, **options) -> list[dict]  # ``antlers predict``: JSON-able rows
-
-A loader has ``epoch(e, start_batch) -> Iterator[dict]``, ``batches_per_epoch()`` and
-``num_samples``; its batches are dicts of tensors (or lists of tensors, e.g. boxes per image).
+Every task satisfies the contract in ``antlers.tasks.base`` (``Task``, a ``typing.Protocol``):
+``configure(config)``, ``load_data(config, rank, world_size) -> TaskData``,
+``build_model(model_config)``, ``loss(model, batch)``, ``evaluate(model, loader)``,
+``predict(model, model_config, images)`` (one result type per task, each with ``to_json()``),
+``test_loader``, ``predict_files`` and ``report``. Each task is a package with the same role
+files: ``task.py`` (the contract), ``models.py`` / ``model.py`` / ``unet.py``, ``loader.py``,
+``metrics.py``, ``predict.py``, ``report.py`` and ``figures.py``, where the role exists.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from antlers.config import TrainConfig
+    from antlers.tasks.base import Task
 
 __all__ = ["TASKS", "TASK_NAMES", "default_config", "get_task"]
 
@@ -35,17 +30,16 @@ TASKS: dict[str, tuple[str, str]] = {
 TASK_NAMES = tuple(TASKS)
 
 
-def get_task(name: str) -> Any:
-    """The task object for ``name``; ValueError lists the known tasks."""
+def get_task(name: str) -> Task:
+    """The task object for ``name`` with its default options; ValueError lists the known tasks."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(TASK_NAMES)}")
     module, cls = TASKS[name]
     return getattr(importlib.import_module(module), cls)()
 
 
-def default_config(task: str, **options: Any) -> Any:
+def default_config(task: str, **options: Any) -> TrainConfig:
     """A TrainConfig for ``task``: its own defaults (``config_defaults``), then ``options``."""
     from antlers.config import TrainConfig
 
-    defaults = getattr(get_task(task), "config_defaults", {})
-    return TrainConfig(task=task, **{**defaults, **options})
+    return TrainConfig(task=task, **{**get_task(task).config_defaults, **options})

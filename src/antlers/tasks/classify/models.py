@@ -1,17 +1,18 @@
-"""Classification models by name, built from a run's ``meta`` dict so a weights file rebuilds them.
+"""Classification models by name, built from a :class:`ClassifyConfig` so a weights file alone
+rebuilds them.
 
-``meta`` holds ``in_channels``, ``image_size`` (H, W), ``classes`` and the data's per-channel
+The config holds ``in_channels``, ``image_size`` (H, W), ``classes`` and the data's per-channel
 ``mean``/``std``. Every model here takes images in [0, 1] (B, C, H, W) and returns logits
 (B, num_classes): normalisation is the model's first layer, so ``predict`` needs no
 preprocessing knowledge.
 
 * ``fast_resnet`` (default): a small residual network designed for time-to-accuracy on a CPU, after
   the ResNet-9 of the DAWNBench / airbench speed records: a fixed patch-whitening first layer
-  (``patch_whitening.py``; its kernels come from the training images, in ``meta``), max pooling
+  (``whitening.py``; its kernels come from the training images, in the config), max pooling
   early so the expensive layers run at low resolution, conv-BN-ReLU blocks with one residual pair
   per stage, global max pooling and a scaled-down linear head. About 0.1 M parameters at the
   default width 8: channel counts that are multiples of 8 keep oneDNN's AVX2 kernels busy (width
-  10 or 12 measured slower per FLOP).
+  10 or 12 ran slower per FLOP, docs/experiments/classify-recipe.md).
 * ``lecture_cnn``: the lecture's network sized for the input; ``alexnet`` (227x227 inputs) and
   ``alexnet_small`` (the same five-conv, three-dense layout for 28-64 px images).
 * any torchvision classification model by name (``resnet18``, ...), ``weights=None``; grayscale
@@ -21,16 +22,24 @@ preprocessing knowledge.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from antlers.nn.blocks import Normalize, Residual, Scale, conv_bn
 from antlers.nn.lecture import AlexNet, lecture_cnn
+from antlers.tasks.base import ModelConfig
 from antlers.tasks.classify.whitening import PatchWhitening
 
-__all__ = ["FAST_RESNET_WIDTH", "MODELS", "build_classifier", "fast_resnet"]
+__all__ = [
+    "FAST_RESNET_WIDTH",
+    "MODELS",
+    "Classifier",
+    "ClassifyConfig",
+    "build_classifier",
+    "fast_resnet",
+]
 
 FAST_RESNET_WIDTH = 8
 
@@ -92,26 +101,45 @@ def alexnet_small(in_channels: int, num_classes: int, dropout: float = 0.5) -> n
     )
 
 
-def _lecture(meta: dict[str, Any]) -> nn.Module:
-    h, w = meta["image_size"]
-    return lecture_cnn(in_shape=(meta["in_channels"], h, w), classes=meta["classes"])
+@dataclass(frozen=True, kw_only=True)
+class ClassifyConfig(ModelConfig):
+    """A classifier's model config: ``tta_flip`` averages the logits with the mirrored image's
+    at inference (set when training used flips); ``patch_whitening`` holds fast_resnet's fixed
+    first-layer kernels (computed from the training images), one row of C*3*3 values each."""
+
+    tta_flip: bool = False
+    patch_whitening: tuple[tuple[float, ...], ...] | None = None
 
 
-def _torchvision(name: str, meta: dict[str, Any]) -> nn.Module:
+class Classifier(nn.Sequential):
+    """``Sequential(Normalize, body)``: images (B, C, H, W) in [0, 1] -> logits (B, K).
+    ``tta_flip`` says whether inference averages with the mirrored images (ClassifyTask.logits)."""
+
+    def __init__(self, normalize: Normalize, body: nn.Module, tta_flip: bool = False):
+        super().__init__(normalize, body)
+        self.tta_flip = tta_flip
+
+
+def _lecture(config: ClassifyConfig) -> nn.Module:
+    h, w = config.image_size
+    return lecture_cnn(in_shape=(config.in_channels, h, w), classes=config.classes)
+
+
+def _torchvision(name: str, config: ClassifyConfig) -> nn.Module:
     import torchvision
 
-    model = torchvision.models.get_model(name, weights=None, num_classes=len(meta["classes"]))
-    if meta["in_channels"] == 1:
+    model = torchvision.models.get_model(name, weights=None, num_classes=len(config.classes))
+    if config.in_channels == 1:
         return nn.Sequential(_Repeat3(), model)
     return model
 
 
-def _whitening(meta: dict[str, Any]) -> Tensor | None:
-    """fast_resnet's first-layer kernels saved in ``meta`` by the task, if there."""
-    if "patch_whitening" not in meta:
+def _whitening(config: ClassifyConfig) -> Tensor | None:
+    """fast_resnet's first-layer kernels (K, C, 3, 3) from the config, if there."""
+    if config.patch_whitening is None:
         return None
-    kernels = torch.tensor(meta["patch_whitening"], dtype=torch.float32)
-    return kernels.view(len(kernels), meta["in_channels"], 3, 3)
+    kernels = torch.tensor(config.patch_whitening, dtype=torch.float32)
+    return kernels.view(len(kernels), config.in_channels, 3, 3)
 
 
 class _Repeat3(nn.Module):
@@ -119,21 +147,19 @@ class _Repeat3(nn.Module):
         return x.expand(-1, 3, -1, -1)
 
 
-MODELS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
-    "fast_resnet": lambda m: fast_resnet(
-        m["in_channels"], len(m["classes"]), whitening=_whitening(m)
-    ),
+MODELS: dict[str, Callable[[ClassifyConfig], nn.Module]] = {
+    "fast_resnet": lambda c: fast_resnet(c.in_channels, len(c.classes), whitening=_whitening(c)),
     "lecture_cnn": _lecture,
-    "alexnet": lambda m: AlexNet(num_classes=len(m["classes"])),
-    "alexnet_small": lambda m: alexnet_small(m["in_channels"], len(m["classes"])),
+    "alexnet": lambda c: AlexNet(num_classes=len(c.classes)),
+    "alexnet_small": lambda c: alexnet_small(c.in_channels, len(c.classes)),
 }
 
 
-def build_classifier(meta: dict[str, Any]) -> nn.Module:
+def build_classifier(config: ClassifyConfig) -> Classifier:
     """Normalize + the named model; unknown names list ours and point at torchvision's."""
-    name = meta["model"]
+    name = config.model
     if name in MODELS:
-        body = MODELS[name](meta)
+        body = MODELS[name](config)
     else:
         import torchvision
 
@@ -142,7 +168,5 @@ def build_classifier(meta: dict[str, Any]) -> nn.Module:
                 f"unknown model {name!r}; allowed: {', '.join(MODELS)}, or a "
                 f"torchvision classification model such as resnet18"
             )
-        body = _torchvision(name, meta)
-    model = nn.Sequential(Normalize(meta["mean"], meta["std"]), body)
-    model.tta_flip = bool(meta.get("tta_flip", False))  # read by ClassifyTask.logits
-    return model
+        body = _torchvision(name, config)
+    return Classifier(Normalize(list(config.mean), list(config.std)), body, config.tta_flip)

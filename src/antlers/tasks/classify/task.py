@@ -1,48 +1,61 @@
-"""Image classification: data, models, cross-entropy, predictions, metrics and report figures.
+"""Image classification: one label per image, by cross-entropy on the logits.
 
-The task contract (see ``antlers.tasks``): ``load_data``, ``build_model``, ``loss``, ``predict``,
-``evaluate``, ``report``. Images are float (B, C, H, W) in [0, 1]; labels int64 (B,).
+The task contract (``antlers.tasks.base.Task``). Batches are ``{"image": float (B, C, H, W) in
+[0, 1], "label": int64 (B,)}``; models return logits (B, K). Metrics: loss, top-1 accuracy (the
+primary metric) and top-5 accuracy where there are more than five classes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from antlers.config import TrainConfig
-from antlers.engine.loader import TensorLoader, image_meta
-from antlers.tasks.classify.models import FAST_RESNET_WIDTH, build_classifier
+from antlers.engine.loader import TensorLoader
+from antlers.tasks.base import (
+    TaskData,
+    image_test_split,
+    loader_options,
+    model_fields,
+    tta_logits,
+    with_label_smoothing,
+)
+from antlers.tasks.classify.models import (
+    FAST_RESNET_WIDTH,
+    Classifier,
+    ClassifyConfig,
+    build_classifier,
+)
+from antlers.tasks.classify.predict import Classification
 from antlers.tasks.classify.whitening import patch_whitening_weights
 
-__all__ = ["ClassifyTask", "TaskData"]
+__all__ = ["ClassifyTask"]
 
 # Mirroring keeps the class of a garment, a photo or a shape, not of a digit.
 NO_FLIP = {"mnist", "digits"}
 
 
-@dataclass
-class TaskData:
-    """What ``fit`` trains on: loaders for this process, the validation set, and the model meta."""
-
-    train: TensorLoader
-    val: TensorLoader
-    meta: dict[str, Any]
-    val_images: Tensor
-    val_labels: Tensor
-
-
 @dataclass(frozen=True)
 class ClassifyTask:
-    name: str = "classify"
-    primary_metric: str = "accuracy"
-    maximize: bool = True
-    default_model: str = "fast_resnet"
-    config_defaults: dict[str, Any] = field(default_factory=dict)  # TrainConfig's are ours
+    """``label_smoothing``: of the training cross-entropy (``--label-smoothing``)."""
+
+    name: ClassVar[str] = "classify"
+    primary_metric: ClassVar[str] = "accuracy"
+    maximize: ClassVar[bool] = True
+    default_model: ClassVar[str] = "fast_resnet"
+    label_smoothing: float = 0.1
+    config_defaults: ClassVar[Mapping[str, Any]] = MappingProxyType({})  # TrainConfig's
+    config_type: ClassVar[type[ClassifyConfig]] = ClassifyConfig
+
+    def configure(self, config: TrainConfig) -> ClassifyTask:
+        return with_label_smoothing(self, config)
 
     def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> TaskData:
         from antlers.data import load_dataset
@@ -55,61 +68,67 @@ class ClassifyTask:
         }
         train = load_dataset(config.data, "train", **kwargs)
         val = load_dataset(config.data, "test", **kwargs)
-        model = config.model or self.default_model
-        meta = image_meta(self.name, model, config.data, train.images, train.classes)
-        flip = config.augment and train.name not in NO_FLIP
-        meta["tta_flip"] = flip
-        if model == "fast_resnet":  # its fixed first layer is computed from the training images
-            kernels = patch_whitening_weights(
-                train.images, meta["mean"], meta["std"], keep=FAST_RESNET_WIDTH
-            )
-            meta["patch_whitening"] = kernels.flatten(1).tolist()
+        model_config = self.model_config(config, train)
+        options = loader_options(config, rank, world_size, len(train.labels))
+        options["flip"] = model_config.tta_flip  # mirroring changes a digit's class
         return TaskData(
             train=TensorLoader(
-                train.images,
-                train.labels,
-                config.batch_size,
-                shuffle=True,
-                seed=config.seed,
-                crop_padding=config.crop,
-                flip=flip,
-                rank=rank,
-                world_size=world_size,
-                drop_last=len(train.labels) > 4 * config.batch_size,
+                train.images, train.labels, config.batch_size, crop_padding=config.crop, **options
             ),
-            val=TensorLoader(val.images, val.labels, 500, rank=rank, world_size=world_size),
-            meta=meta,
-            val_images=val.images,
-            val_labels=val.labels,
+            val=TensorLoader(
+                val.images, val.labels, 500, **loader_options(config, rank, world_size)
+            ),
+            model_config=model_config,
+            val_set=val,
         )
 
-    def build_model(self, meta: dict[str, Any]) -> nn.Module:
-        return build_classifier(meta)
+    def model_config(self, config: TrainConfig, train: Any) -> ClassifyConfig:
+        """The config of the model ``config`` names, for the training ImageSet ``train``;
+        fast_resnet's fixed first layer is computed here, from the training images."""
+        model = config.model or self.default_model
+        fields = model_fields(self.name, model, config.data, train.images, train.classes)
+        whitening = None
+        if model == "fast_resnet":
+            kernels = patch_whitening_weights(
+                train.images, fields["mean"], fields["std"], keep=FAST_RESNET_WIDTH
+            )
+            whitening = tuple(tuple(row) for row in kernels.flatten(1).tolist())
+        return ClassifyConfig(
+            **fields,
+            tta_flip=bool(config.augment and train.name not in NO_FLIP),
+            patch_whitening=whitening,
+        )
 
-    def loss(
-        self, model: nn.Module, batch: dict[str, Tensor], label_smoothing: float = 0.0
-    ) -> dict[str, Tensor]:
-        logits = model(batch["image"])
-        loss = F.cross_entropy(logits.float(), batch["label"], label_smoothing=label_smoothing)
+    def build_model(self, config: ClassifyConfig) -> Classifier:
+        return build_classifier(config)
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        logits = model(batch["image"]).float()
+        loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.label_smoothing)
         return {"loss": loss}
 
     @staticmethod
-    def logits(model: nn.Module, images: Tensor) -> Tensor:
-        """Inference logits (B, K); averaged with the mirrored images' when the model was trained
-        with flips (``model.tta_flip``): test-time augmentation, one extra forward pass."""
-        logits = model(images).float()
-        if getattr(model, "tta_flip", False):
-            logits = (logits + model(images.flip(-1)).float()) / 2
-        return logits
+    def logits(model: Classifier, images: Tensor) -> Tensor:
+        """Inference logits (B, K), flip-averaged when the model was trained with flips."""
+        return tta_logits(model, images)
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, images: Tensor) -> Tensor:
-        """Class probabilities (B, K) for images (B, C, H, W) in [0, 1]."""
+    def probabilities(self, model: Classifier, images: Tensor) -> Tensor:
+        """Class probabilities (B, K) for images (B, C, H, W) in [0, 1] on the model's device."""
         model.eval()
         return self.logits(model, images).softmax(dim=1)
 
+    def predict(self, model: Classifier, config: ClassifyConfig, images: Any) -> Classification:
+        """The most likely class and every class's probability, for a float batch (B, C, H, W)
+        in [0, 1] or a list of PIL images (fitted to the model's size)."""
+        from antlers.tasks.base import images_to_batch
+
+        batch = images_to_batch(images, config.in_channels, config.image_size)
+        device = next(model.parameters()).device
+        return Classification(self.probabilities(model, batch.to(device)).cpu(), config.classes)
+
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, loader: TensorLoader) -> dict[str, float]:
+    def evaluate(self, model: Classifier, loader: TensorLoader) -> dict[str, float]:
         """Mean loss, top-1 and top-5 accuracy over this process's shard, with its ``count``."""
         model.eval()
         device = next(model.parameters()).device
@@ -129,44 +148,33 @@ class ClassifyTask:
         return metrics
 
     def test_loader(
-        self, meta: dict[str, Any], data: str, data_dir: str | None = None
+        self, config: ClassifyConfig, data: str, data_dir: str | None = None, seed: int = 0
     ) -> TensorLoader:
         """The test split of ``data`` at the model's image size; its classes must be the model's."""
-        from antlers.data import load_dataset
-
-        test = load_dataset(data, "test", data_dir=data_dir, image_size=meta["image_size"][0])
-        if list(test.classes) != list(meta["classes"]):
-            raise ValueError(
-                f"{data}: its classes {list(test.classes)} differ from the model's "
-                f"{list(meta['classes'])}"
-            )
+        test = image_test_split(config, data, data_dir)
         return TensorLoader(test.images, test.labels, 500)
 
-    def run_predict(self, run: Any, images: Any) -> tuple[Tensor, Tensor]:
-        """``Run.predict``: class indices (B,) and probabilities (B, K)."""
-        probabilities = self.predict(run.model, run.to_batch(images))
-        return probabilities.argmax(dim=1), probabilities
-
     def predict_files(
-        self, run: Any, paths: list[str], out: Path | None = None, top: int = 3
+        self,
+        model: Classifier,
+        config: ClassifyConfig,
+        paths: list[str],
+        out: Path | None = None,
+        top: int = 3,
     ) -> list[dict[str, Any]]:
-        """``antlers predict``: each image's top-``top`` labels with probabilities."""
+        """``antlers predict``: per file {"image", "label", "top" (``top`` labels with their
+        probabilities), "text"}; nothing is written."""
         from antlers.io.images import read_images
 
-        _, probabilities = self.run_predict(run, read_images(paths))
-        values, indices = probabilities.topk(min(top, len(run.classes)), dim=1)
+        result = self.predict(model, config, read_images(list(paths)))
         rows = []
-        for name, v, idx in zip(paths, values, indices, strict=True):
-            best = [
-                {"label": run.classes[i], "probability": round(float(p), 4)}
-                for p, i in zip(v, idx, strict=True)
-            ]
-            shown = ", ".join(f"{b['label']} {b['probability']:.3f}" for b in best)
-            rows.append({"image": name, "top": best, "text": f"{name}: {shown}"})
+        for name, row in zip(paths, result.to_json(top), strict=True):
+            shown = ", ".join(f"{b['label']} {b['probability']:.3f}" for b in row["top"])
+            rows.append({"image": name, **row, "text": f"{name}: {shown}"})
         return rows
 
-    def report(self, run_dir: Path, model: nn.Module, data: TaskData) -> dict[str, Any]:
+    def report(self, run_dir: Path, model: Classifier, data: TaskData) -> dict[str, Any]:
         """Confusion matrix, per-class accuracy and a grid of misclassified test images."""
-        from antlers.tasks.classify.report import write_report_figures
+        from antlers.tasks.classify.report import write_report
 
-        return write_report_figures(self, run_dir, model, data)
+        return write_report(self, run_dir, model, data)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-__all__ = ["decode", "encode", "grid_anchors", "match", "sample"]
+__all__ = ["decode", "encode", "grid_anchors", "match", "sample_fg_bg"]
 
 BBOX_CLIP = math.log(1000.0 / 16)  # the largest log-scale change decoded (torchvision's value)
 BACKGROUND, IGNORE = -1, -2  # match() results that are not ground-truth indices
@@ -95,7 +95,7 @@ def match(references: Tensor, truth: Tensor, high: float, low: float, best: bool
     return result
 
 
-def sample(
+def sample_fg_bg(
     matches: Tensor, count: int, fraction: float, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
     """Indices of sampled foreground and background references (recipe step 4): at most

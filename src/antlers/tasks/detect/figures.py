@@ -14,6 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from antlers.viz.figures import new_figure
+from antlers.viz.images import to_uint8
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -39,7 +42,7 @@ def draw_boxes(
     from torchvision.utils import draw_bounding_boxes
 
     big = torch.nn.functional.interpolate(image[None].float(), scale_factor=zoom, mode="nearest")
-    picture = (big[0].clamp(0, 1) * 255).round().to(torch.uint8)
+    picture = to_uint8(big[0])
     if len(boxes) == 0:
         return picture
     colour = [colours] * len(boxes) if isinstance(colours, str) else list(colours)
@@ -72,8 +75,6 @@ def stages_figure(
 ) -> Figure:
     """Four panels for one image: the best-scored candidate boxes, the proposals kept by NMS,
     each proposal classified (grey: "nothing"), and the final detections above ``threshold``."""
-    from antlers.viz.figures import new_figure
-
     p, c = stages.proposals, stages.classified
     cand = p.candidates[:top]
     thing = c.labels >= 0
@@ -110,8 +111,6 @@ def detections_grid(pictures: Sequence[Tensor], columns: int = 4) -> Tensor:
 
 def pr_curve_figure(recall: np.ndarray, precision: np.ndarray, classes: Sequence[str]) -> Figure:
     """Precision against recall at IoU 0.5, one line per class (COCOeval's interpolated curve)."""
-    from antlers.viz.figures import new_figure
-
     fig = new_figure(6, 4.5)
     ax = fig.subplots()
     for k, name in enumerate(classes):
@@ -127,16 +126,3 @@ def pr_curve_figure(recall: np.ndarray, precision: np.ndarray, classes: Sequence
     if ax.get_legend_handles_labels()[0]:  # no curve at all when nothing was detected
         ax.legend(fontsize=7, loc="lower left")
     return fig
-
-
-def save_picture(picture: Tensor, path: object) -> object:
-    """Write a uint8 (3, H, W) tensor as PNG, atomically."""
-    import io
-
-    from PIL import Image
-
-    from antlers.io.files import atomic_write
-
-    buffer = io.BytesIO()
-    Image.fromarray(picture.permute(1, 2, 0).numpy()).save(buffer, format="PNG")
-    return atomic_write(path, buffer.getvalue())  # type: ignore[arg-type]

@@ -38,12 +38,6 @@ class DetectionLoader(EpochBatches):
 
     data: DetectionSet
     batch_size: int
-    shuffle: bool = False
-    seed: int = 0
-    flip: bool = False
-    rank: int = 0
-    world_size: int = 1
-    drop_last: bool = False
 
     @property
     def num_samples(self) -> int:

@@ -2,8 +2,8 @@
 
     image (B, 3, S, S) in [0, 1]
       -> backbone: a small CNN, feature map (B, C, S/8, S/8)                  (``Backbone``)
-      -> region proposal network: anchors scored and moved, NMS -> proposals  (``detect_rpn``)
-      -> roi_align crops of the feature map -> K + 1 classes + box refinement (``detect_roi``)
+      -> region proposal network: anchors scored and moved, NMS -> proposals  (``rpn.py``)
+      -> roi_align crops of the feature map -> K + 1 classes + box refinement (``roi_heads.py``)
       -> per-class NMS -> detections: boxes (N, 4) xyxy pixels, labels in [0, K), scores
 
 ``forward(images)`` returns the detections; ``forward(images, boxes, labels)`` the training losses;
@@ -13,17 +13,18 @@ on 128-pixel images (a 16x16 grid), 9 anchors per cell whose sizes (16-64 px) ma
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from antlers.nn.blocks import Normalize, conv_bn
+from antlers.tasks.base import ModelConfig
 from antlers.tasks.detect.roi_heads import Classified, RoIHead
 from antlers.tasks.detect.rpn import Proposals, RegionProposalNetwork
 
-__all__ = ["DetectorConfig", "Stages", "TwoStageDetector", "build_detector", "detector_meta"]
+__all__ = ["DetectConfig", "DetectorConfig", "Stages", "TwoStageDetector", "build_detector"]
 
 
 @dataclass(frozen=True)
@@ -149,15 +150,15 @@ class TwoStageDetector(nn.Module):
         return result
 
 
-def build_detector(meta: dict[str, Any]) -> TwoStageDetector:
-    """The detector that ``meta`` describes (its "detector" entry, "mean" and "std")."""
-    fields = dict(meta["detector"])
-    for name in ("widths", "anchor_sizes", "anchor_ratios"):
-        if name in fields:
-            fields[name] = tuple(fields[name])
-    return TwoStageDetector(DetectorConfig(**fields), meta["mean"], meta["std"])
+@dataclass(frozen=True, kw_only=True)
+class DetectConfig(ModelConfig):
+    """A detection run's model config: the detector's shape and the data's ``category_ids``
+    (the id of each class in the training annotations, for COCO results files)."""
+
+    category_ids: tuple[int, ...] = ()
+    detector: DetectorConfig
 
 
-def detector_meta(config: DetectorConfig) -> dict[str, Any]:
-    """The JSON-able form of ``config`` for the weights' metadata."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+def build_detector(config: DetectConfig) -> TwoStageDetector:
+    """The detector ``config`` describes (its ``detector``, ``mean`` and ``std``)."""
+    return TwoStageDetector(config.detector, list(config.mean), list(config.std))

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes, roi_align
 
-from antlers.tasks.detect.boxes import decode, encode, match, sample
+from antlers.tasks.detect.boxes import decode, encode, match, sample_fg_bg
 
 __all__ = ["Classified", "RoIHead"]
 
@@ -96,7 +96,7 @@ class RoIHead(nn.Module):
         for props, truth, label in zip(proposals, boxes, labels, strict=True):
             candidates = torch.cat([props, truth])
             matches = match(candidates, truth, high=0.5, low=0.5, best=False)
-            fg, bg = sample(matches, self.batch, self.positive_fraction)
+            fg, bg = sample_fg_bg(matches, self.batch, self.positive_fraction)
             chosen = torch.cat([fg, bg])
             rois.append(candidates[chosen])
             target = torch.zeros(len(chosen), dtype=torch.long, device=candidates.device)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import clip_boxes_to_image, nms, remove_small_boxes
 
-from antlers.tasks.detect.boxes import decode, encode, grid_anchors, match, sample
+from antlers.tasks.detect.boxes import decode, encode, grid_anchors, match, sample_fg_bg
 
 __all__ = ["Proposals", "RegionProposalNetwork"]
 
@@ -95,7 +95,7 @@ class RegionProposalNetwork(nn.Module):
         labels, chosen, fg_deltas, fg_targets = [], [], [], []
         for i, boxes in enumerate(truth):
             matches = match(anchors, boxes, high=0.7, low=0.3, best=True)
-            fg, bg = sample(matches, self.batch, 0.5)
+            fg, bg = sample_fg_bg(matches, self.batch, 0.5)
             chosen.append(logits[i, torch.cat([fg, bg])])
             labels.append(torch.cat([torch.ones(len(fg)), torch.zeros(len(bg))]))
             fg_deltas.append(deltas[i, fg])

@@ -1,6 +1,6 @@
 """Object detection: propose candidate boxes, classify each one (possibly as nothing), suppress.
 
-The task contract (see ``antlers.tasks``) around ``detect_model.TwoStageDetector``. Batches are
+The task contract (``antlers.tasks.base.Task``) around ``model.TwoStageDetector``. Batches are
 {"image": float (B, 3, S, S) in [0, 1], "boxes": B tensors (n_i, 4) xyxy pixels, "labels": B
 tensors (n_i,)}; predictions are per image {"boxes" (N, 4), "labels" (N,), "scores" (N,)}.
 Metrics are COCO's (pycocotools): AP@[.5:.95] ("ap", the primary metric), AP50, AP75.
@@ -8,55 +8,56 @@ Metrics are COCO's (pycocotools): AP@[.5:.95] ("ap", the primary metric), AP50, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from antlers.config import TrainConfig
-from antlers.data.boxset import DetectionSet
+from antlers.tasks.base import TaskData, check_classes, loader_options, model_fields
 from antlers.tasks.detect.loader import DetectionLoader
 from antlers.tasks.detect.metrics import coco_evaluate, coco_ground_truth, coco_results
-from antlers.tasks.detect.model import DetectorConfig, build_detector, detector_meta
+from antlers.tasks.detect.model import (
+    DetectConfig,
+    DetectorConfig,
+    TwoStageDetector,
+    build_detector,
+)
+from antlers.tasks.detect.predict import Detections, detect
 
-__all__ = ["DetectTask", "DetectionData"]
+__all__ = ["DetectTask"]
 
 EVAL_BATCH = 32
 
 
-@dataclass
-class DetectionData:
-    """What ``fit`` trains on: loaders for this process, the validation set and the model meta."""
-
-    train: DetectionLoader
-    val: DetectionLoader
-    meta: dict[str, Any]
-    val_set: DetectionSet
-
-
 @dataclass(frozen=True)
 class DetectTask:
-    name: str = "detect"
-    primary_metric: str = "ap"
-    maximize: bool = True
-    default_model: str = "two_stage"
-    config_defaults: dict[str, Any] = field(
-        default_factory=lambda: {
+    name: ClassVar[str] = "detect"
+    primary_metric: ClassVar[str] = "ap"
+    maximize: ClassVar[bool] = True
+    default_model: ClassVar[str] = "two_stage"
+    config_defaults: ClassVar[Mapping[str, Any]] = MappingProxyType(
+        {
             "data": "scenes",
             "optimizer": "adamw",
             "lr": 3e-3,
             "warmup": 0.1,
             "batch_size": 8,
-            "label_smoothing": 0.0,
             "ema": 0.0,
             "clip_grad": 10.0,
             "weight_decay": 1e-4,
         }
     )
+    config_type: ClassVar[type[DetectConfig]] = DetectConfig
 
-    def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> DetectionData:
+    def configure(self, config: TrainConfig) -> DetectTask:
+        return self  # no training options of its own
+
+    def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> TaskData:
         from antlers.data.detection import load_detection
 
         options = {"image_size": config.image_size, "seed": config.seed}
@@ -66,47 +67,40 @@ class DetectTask:
             raise ValueError(f"unknown detection model {config.model!r}; allowed: two_stage")
         for note in train.notes if rank == 0 else ():
             print(note)
-        pixels = train.images[:512].float().div(255)
-        meta = {
-            "task": self.name,
-            "model": self.default_model,
-            "in_channels": 3,
-            "image_size": [train.image_size, train.image_size],
-            "classes": list(train.classes),
-            "category_ids": list(train.category_ids),
-            "data": config.data,
-            "mean": pixels.mean(dim=(0, 2, 3)).tolist(),
-            "std": pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist(),
-            "detector": detector_meta(DetectorConfig(num_classes=len(train.classes))),
-        }
-        return DetectionData(
+        sample = train.images[:512]  # enough images for the pixel statistics
+        fields = model_fields(self.name, self.default_model, config.data, sample, train.classes)
+        model_config = DetectConfig(
+            **fields,
+            category_ids=tuple(train.category_ids),
+            detector=DetectorConfig(num_classes=len(train.classes)),
+        )
+        return TaskData(
             train=DetectionLoader(
-                train,
-                config.batch_size,
-                shuffle=True,
-                seed=config.seed,
-                flip=config.augment,
-                rank=rank,
-                world_size=world_size,
-                drop_last=len(train) > 4 * config.batch_size,
+                train, config.batch_size, **loader_options(config, rank, world_size, len(train))
             ),
-            val=DetectionLoader(val, EVAL_BATCH, rank=rank, world_size=world_size),
-            meta=meta,
+            val=DetectionLoader(val, EVAL_BATCH, **loader_options(config, rank, world_size)),
+            model_config=model_config,
             val_set=val,
         )
 
-    def build_model(self, meta: dict[str, Any]) -> nn.Module:
-        return build_detector(meta)
+    def build_model(self, config: DetectConfig) -> TwoStageDetector:
+        return build_detector(config)
 
-    def loss(self, model: nn.Module, batch: dict[str, Any], **options: Any) -> dict[str, Tensor]:
-        """The detector's four losses and their sum; ``options`` (label_smoothing) are unused."""
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """The detector's four losses and their sum."""
         return model(batch["image"], batch["boxes"], batch["labels"])
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, images: Tensor) -> list[dict[str, Tensor]]:
-        """Per image {"boxes" (N, 4) xyxy pixels, "labels" (N,), "scores" (N,)}."""
+    def detections(self, model: nn.Module, images: Tensor) -> list[dict[str, Tensor]]:
+        """Per image of a batch (B, 3, S, S) at the model's size: {"boxes" (N, 4) xyxy pixels,
+        "labels" (N,), "scores" (N,)} on the CPU."""
         model.eval()
         return [{k: v.cpu() for k, v in d.items()} for d in model(images)]
+
+    def predict(self, model: nn.Module, config: DetectConfig, images: Any) -> Detections:
+        """Boxes in each image's own pixels, labels and scores, for a float batch (B, 3, H, W)
+        in [0, 1] or a list of PIL images of any sizes."""
+        return detect(self, model, config, images)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: DetectionLoader) -> dict[str, float]:
@@ -122,43 +116,36 @@ class DetectTask:
         device = next(model.parameters()).device
         boxes, labels, predictions = [], [], []
         for batch in loader.epoch(0):
-            predictions += self.predict(model, batch["image"].to(device))
+            predictions += self.detections(model, batch["image"].to(device))
             boxes += batch["boxes"]
             labels += batch["labels"]
         size = tuple(loader.data.images.shape[-2:])
         return coco_ground_truth(boxes, labels, size, len(loader.data.classes)), predictions
 
     def test_loader(
-        self, meta: dict[str, Any], data: str, data_dir: str | None = None
+        self, config: DetectConfig, data: str, data_dir: str | None = None, seed: int = 0
     ) -> DetectionLoader:
         """The test split of ``data`` at the model's image size; its classes must be the model's."""
         from antlers.data.detection import load_detection
 
-        config = TrainConfig.from_json(meta["config"]) if "config" in meta else None
-        seed = config.seed if config else 0
-        test = load_detection(data, "test", image_size=meta["image_size"][0], seed=seed)
-        if list(test.classes) != list(meta["classes"]):
-            raise ValueError(
-                f"{data}: its classes {list(test.classes)} differ from the model's "
-                f"{list(meta['classes'])}"
-            )
+        test = load_detection(data, "test", image_size=config.image_size[0], seed=seed)
+        check_classes(data, test.classes, config.classes)
         return DetectionLoader(test, EVAL_BATCH)
 
-    def run_predict(self, run: Any, images: Any) -> list[dict[str, Tensor]]:
-        """``Run.predict``: per image boxes (N, 4) xyxy in its own pixels, labels, scores."""
-        from antlers.tasks.detect.report import run_predict
-
-        return run_predict(self, run, images)
-
     def predict_files(
-        self, run: Any, paths: list[str], out: Path | None = None, **options: Any
+        self,
+        model: nn.Module,
+        config: DetectConfig,
+        paths: list[str],
+        out: Path | None = None,
+        **_: Any,
     ) -> list[dict[str, Any]]:
         """``antlers predict``: detections per file; with ``out``, drawn PNGs and COCO results."""
-        from antlers.tasks.detect.report import predict_files
+        from antlers.tasks.detect.predict import predict_files
 
-        return predict_files(self, run, paths, out, **options)
+        return predict_files(self, model, config, paths, out)
 
-    def report(self, run_dir: Path, model: nn.Module, data: DetectionData) -> dict[str, Any]:
+    def report(self, run_dir: Path, model: nn.Module, data: TaskData) -> dict[str, Any]:
         """Per-class AP, PR curves at IoU 0.5 and drawn test detections."""
         from antlers.tasks.detect.report import write_report
 

@@ -1,5 +1,5 @@
 """Image generation with a diffusion model, DDPM (task.py, unet.py, schedule.py, sampling.py,
-quality.py, report.py)."""
+quality.py, predict.py, report.py, figures.py)."""
 
 from antlers.tasks.generate.sampling import sample
 from antlers.tasks.generate.schedule import NoiseSchedule, q_sample

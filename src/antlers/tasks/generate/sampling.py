@@ -28,9 +28,9 @@ __all__ = ["DEFAULT_ETA", "SAMPLERS", "Sample", "guided_eps", "sample", "samplin
 SAMPLERS = ("ddpm", "ddim")
 
 # DDIM's default eta. eta = 0 (deterministic, Song et al.'s choice) is best for a well-trained
-# model; for the models antlers trains in minutes on a CPU, eta = 1 measured far better
-# (docs/benchmarks.md, "generate": FID 19.6 against 40.4 with 50 steps after 20 min of training,
-# and 43.7 against 127.3 for diffusers' model), and as good as DDPM's 1000 steps.
+# model; a model trained for minutes on a CPU predicts the noise imperfectly, and eta = 1's fresh
+# noise keeps correcting the drift that eta = 0 accumulates: a far lower FID, as low as DDPM's
+# 1000 steps (docs/experiments/generate-samplers.md).
 DEFAULT_ETA = 1.0
 
 # eps_theta(x_t, t, labels or None) -> predicted noise, all (B, C, H, W)
@@ -118,6 +118,16 @@ def _ddim_step(
     return out
 
 
+def _step(
+    sampler: str, x: Tensor, eps: Tensor, t: int, t_prev: int, s: NoiseSchedule, eta: float,
+    clip: bool, g: torch.Generator,
+) -> Tensor:  # fmt: skip
+    """x_t -> the sampler's next x: DDPM's x_{t-1}, or DDIM's x_{t_prev} (-1: the last step)."""
+    if sampler == "ddpm":
+        return _ddpm_step(x, eps, t, s, clip, g)
+    return _ddim_step(x, eps, t, t_prev, s, eta, clip, g)
+
+
 def _noise(like: Tensor, g: torch.Generator) -> Tensor:
     return torch.randn(like.shape, generator=g, dtype=like.dtype).to(like.device)
 
@@ -162,11 +172,8 @@ def sample(
     for i, t in enumerate(times):  # step 2-3
         t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)
         eps = guided_eps(model, x, t_batch, labels, guidance)
-        if sampler == "ddpm":
-            x = _ddpm_step(x, eps, t, schedule, clip, g)
-        else:
-            t_prev = times[i + 1] if i + 1 < len(times) else -1
-            x = _ddim_step(x, eps, t, t_prev, schedule, eta, clip, g)
+        t_prev = times[i + 1] if i + 1 < len(times) else -1
+        x = _step(sampler, x, eps, t, t_prev, schedule, eta, clip, g)
         if t in keep and t != times[0]:
             trajectory.append(x)
             kept.append(t)

@@ -1,22 +1,26 @@
 """Image generation with a class-conditioned diffusion model (DDPM, Ho et al. 2020).
 
-The task contract (see ``antlers.tasks``). Training: add noise to a real image at a random
+The task contract (``antlers.tasks.base.Task``). Training: add noise to a real image at a random
 timestep t (the closed-form q(x_t | x_0), DDPM eq. 4) and train the U-Net to predict that noise
 with a per-pixel mean squared error (DDPM's L_simple, eq. 14). 10% of the labels are replaced
 by the null class, so one network is both the conditional and the unconditional model of
 classifier-free guidance. The engine keeps an EMA of the weights (``--ema``), which is what is
 evaluated, saved and sampled from.
 
-Model names: ``unet_tiny``, ``unet_small``, ``unet`` (sizes in ``diffusion_unet.UNET_SIZES``),
+Model names: ``unet_tiny``, ``unet_small``, ``unet`` (sizes in ``unet.UNET_SIZES``),
 optionally followed by ``:linear`` or ``:cosine`` to pick the noise schedule (default cosine),
 e.g. ``--model unet_small:linear``. Images: float (B, C, H, W) in [0, 1] outside, [-1, 1] inside.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -24,23 +28,34 @@ from torch import Tensor, nn
 
 from antlers.config import TrainConfig
 from antlers.engine.loader import TensorLoader
+from antlers.tasks.base import (
+    ModelConfig,
+    TaskData,
+    image_test_split,
+    loader_options,
+    model_fields,
+)
+from antlers.tasks.generate.sampling import Sample, sample
 from antlers.tasks.generate.schedule import NOISE_SCHEDULES, NoiseSchedule, q_sample
 from antlers.tasks.generate.unet import UNET_SIZES, DiffusionUNet, UNetConfig
 
-__all__ = ["GenerateData", "GenerateTask", "build_unet", "parse_model_name"]
+__all__ = ["GenerateConfig", "GenerateTask", "build_unet", "parse_unet_name"]
 
 NO_FLIP = {"mnist", "digits"}  # mirroring changes a digit
 VAL_IMAGES = 1000  # the per-epoch validation loss uses this many test images
 
 
-@dataclass
-class GenerateData:
-    train: TensorLoader
-    val: TensorLoader
-    meta: dict[str, Any]
+@dataclass(frozen=True, kw_only=True)
+class GenerateConfig(ModelConfig):
+    """A diffusion run's model config: the noise schedule and its T, and the label dropout the
+    model was trained with. ``mean``/``std`` stay empty (the U-Net sees [-1, 1] pixels)."""
+
+    noise_schedule: str = "cosine"
+    timesteps: int = 1000
+    p_uncond: float = 0.1
 
 
-def parse_model_name(name: str) -> tuple[str, str]:
+def parse_unet_name(name: str) -> tuple[str, str]:
     """'unet_small:linear' -> ('unet_small', 'linear'); the schedule defaults to cosine."""
     size, _, schedule = name.partition(":")
     schedule = schedule or "cosine"
@@ -52,56 +67,59 @@ def parse_model_name(name: str) -> tuple[str, str]:
     return size, schedule
 
 
-def build_unet(meta: dict[str, Any]) -> DiffusionUNet:
-    """The U-Net named by ``meta["model"]`` for the meta's channels, size and classes."""
-    size, _ = parse_model_name(meta["model"])
+def build_unet(config: GenerateConfig) -> DiffusionUNet:
+    """The U-Net named by ``config.model`` for the config's channels, size and classes."""
+    size, _ = parse_unet_name(config.model)
     channels, mults, blocks, attention, patch = UNET_SIZES[size]
-    config = UNetConfig(
-        in_channels=meta["in_channels"],
-        image_size=meta["image_size"][0],
-        num_classes=len(meta["classes"]),
+    unet = UNetConfig(
+        in_channels=config.in_channels,
+        image_size=config.image_size[0],
+        num_classes=len(config.classes),
         channels=channels,
         mults=mults,
         blocks=blocks,
         attention=attention,
         patch=patch,
     )
-    return DiffusionUNet(config)
-
-
-def _bare(model: nn.Module) -> nn.Module:
-    """The U-Net inside DDP / AveragedModel / torch.compile wrappers."""
-    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or model._orig_mod
-    return model
-
-
-def schedule_of(meta: dict[str, Any]) -> NoiseSchedule:
-    return NoiseSchedule.make(meta["noise_schedule"], meta["timesteps"])
+    return DiffusionUNet(unet)
 
 
 @dataclass(frozen=True)
 class GenerateTask:
-    name: str = "generate"
-    primary_metric: str = "loss"
-    maximize: bool = False
-    default_model: str = "unet"
+    """``noise_schedule`` and ``timesteps``: the forward process trained on (the schedule comes
+    from the model name, ``--model unet_small:linear``); ``p_uncond``: label dropout for
+    classifier-free guidance (Ho & Salimans 2022)."""
+
+    name: ClassVar[str] = "generate"
+    primary_metric: ClassVar[str] = "loss"
+    maximize: ClassVar[bool] = False
+    default_model: ClassVar[str] = "unet"
+    noise_schedule: str = "cosine"
     timesteps: int = 1000
-    p_uncond: float = 0.1  # label dropout for classifier-free guidance (Ho & Salimans 2022)
-    config_defaults: dict[str, Any] = field(
-        default_factory=lambda: {
+    p_uncond: float = 0.1
+    config_defaults: ClassVar[Mapping[str, Any]] = MappingProxyType(
+        {
             "data": "fashion-mnist",
             "optimizer": "adamw",
             "lr": 2e-3,
             "weight_decay": 0.0,
             "schedule": "cosine",
             "batch_size": 128,
-            "label_smoothing": 0.0,
             "ema": 0.999,
         }
     )
+    config_type: ClassVar[type[GenerateConfig]] = GenerateConfig
 
-    def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> GenerateData:
+    def configure(self, config: TrainConfig) -> GenerateTask:
+        _, schedule = parse_unet_name(config.model or self.default_model)
+        return dataclasses.replace(self, noise_schedule=schedule)
+
+    @functools.cached_property
+    def schedule(self) -> NoiseSchedule:
+        """The noise schedule the loss and the evaluation use."""
+        return NoiseSchedule.make(self.noise_schedule, self.timesteps)
+
+    def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> TaskData:
         from antlers.data import load_dataset
 
         kwargs = {"data_dir": config.data_dir, "image_size": config.image_size}
@@ -109,51 +127,35 @@ class GenerateTask:
         train = load_dataset(config.data, "train", **kwargs)
         val = load_dataset(config.data, "test", **kwargs)
         model = config.model or self.default_model
-        _, schedule = parse_model_name(model)
-        meta = {
-            "task": self.name,
-            "model": model,
-            "in_channels": int(train.images.shape[1]),
-            "image_size": [int(train.images.shape[2]), int(train.images.shape[3])],
-            "classes": list(train.classes),
-            "data": config.data,
-            "noise_schedule": schedule,
-            "timesteps": self.timesteps,
-            "p_uncond": self.p_uncond,
-        }
-        flip = config.augment and train.name not in NO_FLIP
+        _, schedule = parse_unet_name(model)
+        fields = model_fields(self.name, model, config.data, train.images, train.classes, False)
+        model_config = GenerateConfig(
+            **fields,
+            noise_schedule=schedule,
+            timesteps=self.timesteps,
+            p_uncond=self.p_uncond,
+        )
+        options = loader_options(config, rank, world_size, len(train.labels))
+        options["flip"] = config.augment and train.name not in NO_FLIP
         n_val = min(VAL_IMAGES, len(val.labels))
-        return GenerateData(
-            train=TensorLoader(
-                train.images,
-                train.labels,
-                config.batch_size,
-                shuffle=True,
-                seed=config.seed,
-                flip=flip,
-                rank=rank,
-                world_size=world_size,
-                drop_last=len(train.labels) > 4 * config.batch_size,
-            ),
-            val=TensorLoader(
-                val.images[:n_val], val.labels[:n_val], 250, rank=rank, world_size=world_size
-            ),
-            meta=meta,
+        val_options = loader_options(config, rank, world_size)
+        return TaskData(
+            train=TensorLoader(train.images, train.labels, config.batch_size, **options),
+            val=TensorLoader(val.images[:n_val], val.labels[:n_val], 250, **val_options),
+            model_config=model_config,
         )
 
-    def build_model(self, meta: dict[str, Any]) -> nn.Module:
-        model = build_unet(meta)
-        model.schedule = schedule_of(meta)  # the sampler's constants travel with the model
-        return model
+    def build_model(self, config: GenerateConfig) -> DiffusionUNet:
+        return build_unet(config)
 
     def noise_loss(
         self, model: nn.Module, images: Tensor, labels: Tensor | None, t: Tensor, noise: Tensor
     ) -> Tensor:
         """DDPM's L_simple (eq. 14): mean over pixels of (eps - eps_theta(x_t, t, y))^2."""
-        x_t = q_sample(_bare(model).schedule, images * 2 - 1, t, noise)
+        x_t = q_sample(self.schedule, images * 2 - 1, t, noise)
         return F.mse_loss(model(x_t, t, labels).float(), noise)
 
-    def loss(self, model: nn.Module, batch: dict[str, Tensor], **_: Any) -> dict[str, Tensor]:
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Noise at a uniform random t (DDPM algorithm 1); ``p_uncond`` of labels -> null (-1).
         Randomness comes from the global RNG, which the engine seeds per step."""
         images, labels = batch["image"], batch["label"]
@@ -163,17 +165,9 @@ class GenerateTask:
         labels = torch.where(drop, -1, labels)
         return {"loss": self.noise_loss(model, images, labels, t, noise)}
 
-    @torch.no_grad()
-    def predict(self, model: nn.Module, labels: Tensor, **options: Any) -> Tensor:
-        """Generation has no input image: one DDIM sample (C, H, W) in [0, 1] per label (B,)
-        (-1: unconditional); ``options`` go to ``diffusion_sampling.sample``."""
-        from antlers.tasks.generate.sampling import sample
-
-        model.eval()
-        unet = _bare(model)
-        size = unet.config.image_size
-        shape = (len(labels), unet.config.in_channels, size, size)
-        return sample(model, unet.schedule, shape, labels=labels, **options).images
+    def predict(self, model: nn.Module, config: GenerateConfig, images: Any) -> Any:
+        """Generation has no input image: ValueError pointing at ``sample``."""
+        raise ValueError("a generate run makes images instead of predicting: use Run.sample(n)")
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: TensorLoader) -> dict[str, float]:
@@ -193,48 +187,46 @@ class GenerateTask:
         return {"loss": total / count, "count": count}
 
     def test_loader(
-        self, meta: dict[str, Any], data: str, data_dir: str | None = None
+        self, config: GenerateConfig, data: str, data_dir: str | None = None, seed: int = 0
     ) -> TensorLoader:
-        from antlers.data import load_dataset
-
-        test = load_dataset(data, "test", data_dir=data_dir, image_size=meta["image_size"][0])
-        if list(test.classes) != list(meta["classes"]):
-            raise ValueError(f"{data}: its classes {list(test.classes)} differ from the model's")
+        """The test split of ``data`` at the model's image size; its classes must be the model's."""
+        test = image_test_split(config, data, data_dir)
         return TensorLoader(test.images, test.labels, 250)
 
-    def labels_for(self, classes: list[str], n: int, label: str | int | None) -> Tensor:
+    def labels_for(self, classes: Sequence[str], n: int, label: str | int | None) -> Tensor:
         """(n,) labels: all ``label`` (a class name or index), or each class in turn if None."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
         if label is None:
             return torch.arange(n) % len(classes)
         if isinstance(label, str) and label in classes:  # a name first, then an index
-            label = classes.index(label)
+            label = list(classes).index(label)
         elif isinstance(label, str) and not label.isdigit():
             raise ValueError(f"unknown class {label!r}; classes: {', '.join(classes)}")
         if not 0 <= int(label) < len(classes):
             raise ValueError(f"class index {label} out of range [0, {len(classes)})")
         return torch.full((n,), int(label), dtype=torch.long)
 
-    def run_sample(self, run: Any, n: int, label: str | int | None = None, **options: Any) -> Any:
-        """``Run.sample``: a ``diffusion_sampling.Sample`` of n images from the run's model."""
-        from antlers.tasks.generate.sampling import sample
+    def sample(
+        self, model: nn.Module, config: GenerateConfig, labels: Tensor, **options: Any
+    ) -> Sample:
+        """``Run.sample``: one image per label (n,) (-1: unconditional) from ``model`` with the
+        schedule ``config`` names; ``options`` go to ``sampling.sample`` (sampler, steps, eta,
+        guidance, seed)."""
+        schedule = NoiseSchedule.make(config.noise_schedule, config.timesteps)
+        h, w = config.image_size
+        device = next(model.parameters()).device
+        model.eval()
+        shape = (len(labels), config.in_channels, h, w)
+        return sample(model, schedule, shape, labels=labels, device=device, **options)
 
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        labels = self.labels_for(run.classes, n, label)
-        unet = _bare(run.model)
-        size = unet.config.image_size
-        shape = (n, unet.config.in_channels, size, size)
-        device = next(run.model.parameters()).device
-        return sample(run.model, unet.schedule, shape, labels=labels, device=device, **options)
-
-    def run_predict(self, run: Any, images: Any) -> Any:
-        raise ValueError("a generate run makes images instead of predicting: use Run.sample(n)")
-
-    def predict_files(self, run: Any, paths: list[str], out: Path | None = None, **_: Any) -> Any:
+    def predict_files(
+        self, model: nn.Module, config: GenerateConfig, paths: list[str], out: Any, **_: Any
+    ) -> Any:
         raise ValueError("a generate run makes images instead of predicting: use antlers sample")
 
-    def report(self, run_dir: Path, model: nn.Module, data: GenerateData) -> dict[str, Any]:
+    def report(self, run_dir: Path, model: nn.Module, data: TaskData) -> dict[str, Any]:
         """A class-conditional sample grid, the noising-schedule plot and a trajectory strip."""
-        from antlers.tasks.generate.figures import write_report_figures
+        from antlers.tasks.generate.report import write_report
 
-        return write_report_figures(run_dir, model, data.meta)
+        return write_report(self, run_dir, model, data)

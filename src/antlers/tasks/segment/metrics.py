@@ -1,8 +1,9 @@
 """Segmentation metrics from one confusion matrix, pooled over the whole dataset.
 
 Every pixel whose target is not ``ignore_index`` (255) adds one count to ``matrix[target,
-predicted]``; the metrics come from the summed matrix, so they are **pooled over the dataset**
-(each pixel counts once, whatever image it is in), not averaged per image:
+predicted]`` (:func:`antlers.engine.metrics.confusion_matrix`); the metrics come from the summed
+matrix, so they are **pooled over the dataset** (each pixel counts once, whatever image it is
+in), not averaged per image:
 
 * pixel accuracy = trace / total;
 * IoU of class k = TP / (TP + FP + FN) = M[k, k] / (row k + column k - M[k, k]);
@@ -18,23 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from antlers.data.segset import IGNORE_INDEX
-
-__all__ = ["confusion_matrix", "metrics_from_confusion"]
-
-
-def confusion_matrix(
-    predicted: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
-) -> Tensor:
-    """(K, K) int64 counts, row = true class, column = predicted, over pixels not ignored.
-
-    predicted, target: integer tensors of the same shape, e.g. (B, H, W).
-    """
-    if predicted.shape != target.shape:
-        raise ValueError(f"predicted {tuple(predicted.shape)} and target {tuple(target.shape)}")
-    keep = target != ignore_index
-    index = target[keep].long() * num_classes + predicted[keep].long()
-    return torch.bincount(index, minlength=num_classes**2).view(num_classes, num_classes)
+__all__ = ["metrics_from_confusion"]
 
 
 def metrics_from_confusion(matrix: Tensor) -> dict[str, float | list[float]]:

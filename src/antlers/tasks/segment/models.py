@@ -9,8 +9,8 @@ the training set's mean and std.
   concatenates the encoder's feature map of the same size (the skip connection) and convolves.
   Width doubles at every stage, starting from ``width``. Each pair of convolutions is residual
   (``ResidualDoubleConv``: its input is added back before the last ReLU, as in the residual
-  U-Net of Zhang, Liu & Wang 2018), which trains faster (docs/benchmarks.md); ``unet-plain``
-  is the original's plain ``DoubleConv``.
+  U-Net of Zhang, Liu & Wang 2018), which learns more in the same time
+  (docs/experiments/segment-recipe.md); ``unet-plain`` is the original's plain ``DoubleConv``.
 * ``segnet`` (Badrinarayanan et al. 2017): the same encoder, but the pooling remembers where each
   maximum was (``MaxPool2d(return_indices=True)``) and the decoder puts every value back at that
   place (``MaxUnpool2d``), zeros elsewhere, then convolves; no feature maps are copied across.
@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from antlers.tasks.base import ModelConfig
 
 __all__ = [
     "MODELS",
@@ -42,11 +45,12 @@ __all__ = [
     "Down",
     "ResidualDoubleConv",
     "SegNet",
+    "SegmentConfig",
     "Segmenter",
     "UNet",
     "Up",
     "build_segmenter",
-    "parse_model_name",
+    "parse_segmenter_name",
 ]
 
 MODELS = ("unet", "segnet", "lraspp")
@@ -196,15 +200,34 @@ class _LRASPP(nn.Module):
         return self.net(x)["out"]
 
 
-class Segmenter(nn.Module):
-    """Normalise, pad to a multiple of ``multiple``, run ``net``, crop the logits back."""
+@dataclass(frozen=True, kw_only=True)
+class SegmentConfig(ModelConfig):
+    """A segmenter's model config; ``tta_flip``: inference averages the logits with the
+    mirrored image's (set when training used flips)."""
 
-    def __init__(self, net: nn.Module, mean: list[float], std: list[float], multiple: int):
+    tta_flip: bool = False
+
+
+class Segmenter(nn.Module):
+    """Normalise, pad to a multiple of ``multiple``, run ``net``, crop the logits back.
+    ``classes`` name the logits' channels; ``tta_flip`` is read by ``SegmentTask.logits``."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        mean: Sequence[float],
+        std: Sequence[float],
+        multiple: int,
+        classes: Sequence[str] = (),
+        tta_flip: bool = False,
+    ):
         super().__init__()
         self.net = net
         self.multiple = multiple
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+        self.classes = tuple(classes)
+        self.tta_flip = tta_flip
+        self.register_buffer("mean", torch.tensor(list(mean)).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std)).view(1, -1, 1, 1))
 
     def forward(self, images: Tensor) -> Tensor:
         """images (B, C, H, W) in [0, 1] -> logits (B, K, H, W)."""
@@ -216,7 +239,7 @@ class Segmenter(nn.Module):
         return self.net(x)[..., :h, :w]
 
 
-def parse_model_name(name: str) -> tuple[str, dict[str, int | bool]]:
+def parse_segmenter_name(name: str) -> tuple[str, dict[str, int | bool]]:
     """'unet-w32-d4' -> ('unet', {'width': 32, 'depth': 4, 'residual': True}); defaults fill
     what is left out; '-plain' (U-Net only) sets residual False."""
     match = _NAME.match(name)
@@ -242,10 +265,10 @@ def parse_model_name(name: str) -> tuple[str, dict[str, int | bool]]:
     return kind, options
 
 
-def build_segmenter(meta: dict[str, Any]) -> Segmenter:
-    """The model ``meta`` describes: model name, in_channels, classes, mean, std."""
-    kind, options = parse_model_name(meta["model"])
-    c, k = int(meta["in_channels"]), len(meta["classes"])
+def build_segmenter(config: SegmentConfig) -> Segmenter:
+    """The model ``config`` describes: model name, in_channels, classes, mean, std."""
+    kind, options = parse_segmenter_name(config.model)
+    c, k = config.in_channels, len(config.classes)
     if kind == "lraspp":
         net, multiple = _LRASPP(k), 32
         if c != 3:
@@ -253,4 +276,5 @@ def build_segmenter(meta: dict[str, Any]) -> Segmenter:
     else:
         net = (UNet if kind == "unet" else SegNet)(c, k, **options)
         multiple = 2 ** options["depth"]
-    return Segmenter(net, meta.get("mean", [0.5] * c), meta.get("std", [0.25] * c), multiple)
+    mean, std = config.mean or (0.5,) * c, config.std or (0.25,) * c
+    return Segmenter(net, mean, std, multiple, config.classes, config.tta_flip)

@@ -15,6 +15,7 @@ Outputs of ``antlers predict RUN IMAGE... --out DIR``, for each IMAGE named NAME
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["overlay", "palette", "predict_files", "segment_batch", "segment_images"]
+from antlers.io.images import image_to_tensor
+from antlers.viz.images import save_png, to_uint8
+
+__all__ = ["Segmentation", "overlay", "palette", "predict_files", "segment", "segment_batch"]
 
 # Cityscapes' colours for the scenes' classes (sky's colour for "unlabelled", mostly sky here).
 SCENE_PALETTE = {
@@ -70,33 +74,49 @@ def segment_batch(task: Any, model: torch.nn.Module, images: Tensor, train_size:
     return logits.argmax(1)
 
 
-def _to_tensor(image: Any, channels: int) -> Tensor:
-    """A PIL image -> float (C, H, W) in [0, 1] at its own size."""
-    from PIL import ImageOps
+@dataclass(frozen=True)
+class Segmentation:
+    """``masks`` (B, H, W) int64: a class id per pixel (indices into ``classes``), at the
+    images' own size."""
 
-    from antlers.data.folder import to_8bit
+    masks: Tensor
+    classes: tuple[str, ...]
 
-    image = to_8bit(ImageOps.exif_transpose(image)).convert("L" if channels == 1 else "RGB")
-    array = np.asarray(image, dtype=np.float32).reshape(image.height, image.width, channels)
-    return torch.from_numpy(array / 255).permute(2, 0, 1)
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def shares(self, i: int) -> dict[str, float]:
+        """Image ``i``'s fraction of pixels per class present, largest first."""
+        ids = self.masks[i]
+        counts = torch.bincount(ids.flatten(), minlength=len(self.classes))
+        present = [k for k in counts.argsort(descending=True).tolist() if counts[k] > 0]
+        return {self.classes[k]: round(float(counts[k]) / ids.numel(), 4) for k in present}
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """Per image {"size": [H, W], "classes": {name: share of the pixels}}."""
+        return [
+            {"size": list(self.masks.shape[1:]), "classes": self.shares(i)}
+            for i in range(len(self))
+        ]
 
 
-def segment_images(task: Any, run: Any, images: Tensor | Sequence[Any]) -> Tensor:
-    """``Run.predict`` for segmentation: class ids (B, H, W) int64 at the images' own size."""
-    c, size = run.meta["in_channels"], run.meta["image_size"][0]
+def segment(task: Any, model: torch.nn.Module, config: Any, images: Any) -> Segmentation:
+    """``Run.predict`` for segmentation: class ids (B, H, W) int64 at the images' own size, for
+    a float batch (B, C, H, W) in [0, 1] or a list of same-sized PIL images."""
+    c, size = config.in_channels, config.image_size[0]
     if isinstance(images, Tensor):
         if images.ndim != 4 or images.shape[1] != c:
             raise ValueError(
                 f"images must be (B, {c}, H, W) floats in [0, 1], got shape {tuple(images.shape)}"
             )
-        return segment_batch(task, run.model, images, size)
-    tensors = [_to_tensor(im, c) for im in images]
+        return Segmentation(segment_batch(task, model, images, size), config.classes)
+    tensors = [image_to_tensor(im, c) for im in images]
     if len({t.shape for t in tensors}) > 1:
         raise ValueError(
             f"images of different sizes {sorted({tuple(t.shape[1:]) for t in tensors})}: "
             f"predict them one at a time, or resize them to one size"
         )
-    return segment_batch(task, run.model, torch.stack(tensors), size)
+    return Segmentation(segment_batch(task, model, torch.stack(tensors), size), config.classes)
 
 
 def overlay(image: Tensor, ids: Tensor, classes: Sequence[str], alpha: float = 0.55) -> Tensor:
@@ -124,25 +144,26 @@ def _legend_figure(picture: np.ndarray, classes: Sequence[str], present: list[in
     return fig
 
 
-def predict_files(task: Any, run: Any, paths: list[str], out: Path) -> list[dict[str, Any]]:
+def predict_files(
+    task: Any, model: torch.nn.Module, config: Any, paths: list[str], out: Path
+) -> list[dict[str, Any]]:
     """Segment each file; write NAME_mask.png and NAME_overlay.png into ``out``; one row each."""
     from PIL import Image
 
-    from antlers.io.files import atomic_write_with
     from antlers.io.images import read_images
     from antlers.viz.figures import save_figure
 
-    classes, c = run.classes, run.meta["in_channels"]
+    classes, c = config.classes, config.in_channels
     flat = [v for colour in palette(classes) for v in colour]
     rows = []
     for name, picture in zip(paths, read_images(paths), strict=True):
-        x = _to_tensor(picture, c)
-        ids = segment_batch(task, run.model, x[None], run.meta["image_size"][0])[0]
+        x = image_to_tensor(picture, c)
+        ids = segment_batch(task, model, x[None], config.image_size[0])[0]
         mask = Image.fromarray(ids.numpy().astype(np.uint8), mode="L")
         mask.putpalette(flat + [0] * (768 - len(flat)))  # mode P: the ids, shown in colour
         stem = Path(name).stem
-        mask_path = atomic_write_with(out / f"{stem}_mask.png", lambda f, m=mask: m.save(f, "PNG"))
-        drawn = overlay((x * 255).round().to(torch.uint8), ids, classes)
+        mask_path = save_png(mask, out / f"{stem}_mask.png")
+        drawn = overlay(to_uint8(x), ids, classes)
         counts = torch.bincount(ids.flatten(), minlength=len(classes))
         present = [k for k in counts.argsort(descending=True).tolist() if counts[k] > 0]
         figure = _legend_figure(drawn.permute(1, 2, 0).numpy(), classes, present)

@@ -18,11 +18,15 @@ from torch import Tensor, nn
 
 __all__ = ["iou_figure", "overlays_figure", "test_confusion", "write_report"]
 
+REPORT_FIGURES = ("curves", "overlays", "iou", "confusion")  # shown in report.html, in order
+
 
 @torch.no_grad()
 def test_confusion(task: Any, model: nn.Module, images: Tensor, masks: Tensor, k: int) -> tuple:
-    """(confusion matrix (K, K), predicted ids (N, H, W)) for uint8 images and masks."""
-    from antlers.tasks.segment.metrics import confusion_matrix
+    """(confusion matrix (K, K), predicted ids (N, H, W)) for uint8 images and masks (255 =
+    ignore)."""
+    from antlers.data.segset import IGNORE_INDEX
+    from antlers.engine.metrics import confusion_matrix
 
     model.eval()
     device = next(model.parameters()).device
@@ -32,7 +36,7 @@ def test_confusion(task: Any, model: nn.Module, images: Tensor, masks: Tensor, k
             for i in range(0, len(images), 100)
         ]
     )
-    return confusion_matrix(predicted, masks.long(), k), predicted
+    return confusion_matrix(predicted, masks.long(), k, IGNORE_INDEX), predicted
 
 
 def overlays_figure(
@@ -91,9 +95,10 @@ def write_report(task: Any, run_dir: Path, model: nn.Module, data: Any) -> dict[
     """overlays.png, iou.png, confusion.png and report.html; returns the test metrics."""
     from antlers.tasks.segment.metrics import metrics_from_confusion
     from antlers.viz.figures import confusion_figure, save_figure
+    from antlers.viz.html import write_report_html
 
-    classes = data.meta["classes"]
-    test = data.test_set
+    classes = data.model_config.classes
+    test = data.val_set
     matrix, predicted = test_confusion(task, model, test.images, test.masks, len(classes))
     scores = metrics_from_confusion(matrix)
     shown = slice(0, min(8, len(test)))
@@ -108,17 +113,10 @@ def write_report(task: Any, run_dir: Path, model: nn.Module, data: Any) -> dict[
         "pixel_accuracy": scores["pixel_accuracy"],
         "iou": dict(zip(classes, scores["iou"], strict=True)),
     }
-    _report_html(run_dir, report)
-    return report
-
-
-def _report_html(run_dir: Path, report: dict[str, Any]) -> Path:
-    from antlers.viz.html import write_report_html
-
     summary = (
         f"test mIoU {report['miou']:.3f} (pooled over the test set's pixels) · pixel accuracy "
         f"{report['pixel_accuracy']:.2%}"
     )
-    per_class = {c: f"{v:.3f}" for c, v in report["iou"].items()}
-    figures = ("curves", "overlays", "iou", "confusion")
-    return write_report_html(run_dir, summary, "IoU", per_class, figures)
+    cells = {c: f"{v:.3f}" for c, v in report["iou"].items()}
+    write_report_html(run_dir, summary, "IoU", cells, REPORT_FIGURES)
+    return report

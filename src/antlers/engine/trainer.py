@@ -1,0 +1,240 @@
+"""The steps of one training run: the recipe of ``fit`` (see its module docstring), one method
+per step, and the loop position that a checkpoint saves."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from antlers.config import TrainConfig
+from antlers.engine import dist
+from antlers.engine.checkpoint import save_state, save_weights
+from antlers.engine.monitor import grad_norm_row, grad_sample_every, save_kernels, write_grad_norms
+from antlers.engine.precision import autocast, autocast_dtype
+from antlers.engine.progress import Progress
+from antlers.engine.runfolder import write_curves, write_metrics_csv
+from antlers.engine.schedule import learning_rate
+from antlers.engine.training import StopFlag, reduce_metrics
+
+__all__ = ["EPOCHS_WITH_TIME_BUDGET", "Loop", "NonFiniteLossError", "Trainer", "should_stop"]
+
+EPOCHS_WITH_TIME_BUDGET = 10_000  # --time alone: the clock, not the epoch count, ends training
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last checkpoint."""
+
+
+@dataclass
+class Loop:
+    """The mutable position of a training run; saved in state/last.pt."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    elapsed: float = 0.0
+    best: float | None = None
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    grad_norms: list[dict[str, Any]] = field(default_factory=list)  # sampled steps' rows
+
+
+@dataclass
+class Trainer:
+    """Everything one training run works with; its methods are the recipe's steps."""
+
+    task: Any  # an antlers.tasks.base.Task (the engine imports no task code)
+    config: TrainConfig
+    data: Any  # the task's antlers.tasks.base.TaskData
+    net: nn.Module  # what the forward pass calls: the model, maybe wrapped by DDP / compile
+    model: nn.Module  # the bare model: its parameters are the ones saved
+    optimizer: torch.optim.Optimizer
+    ema: Any
+    loop: Loop
+    run_dir: Path
+    device: torch.device
+    info: dist.DistInfo
+    log: Any
+    grad_every: int = 1  # record the per-layer gradient norms every this many steps
+    dtype: torch.dtype | None = field(init=False)  # of the forward pass under autocast (None: off)
+    scaler: torch.amp.GradScaler = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dtype = autocast_dtype(self.device, self.config)
+        self.scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16)  # fp16 only
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model that is evaluated and saved: the EMA average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def train(self, stop: StopFlag) -> str:
+        """Run epochs until done; returns why it stopped (see FitResult.stopped_by)."""
+        config, loop = self.config, self.loop
+        epochs = config.epochs or (EPOCHS_WITH_TIME_BUDGET if config.time else 10)
+        per_epoch = self.data.train.batches_per_epoch()
+        self.grad_every = grad_sample_every(per_epoch)
+        while loop.epoch < epochs:
+            self.net.train()
+            bar = Progress(
+                per_epoch - loop.batch, f"epoch {loop.epoch + 1}/{epochs}", self.info.is_main
+            )
+            start, losses, timed_out = time.perf_counter() - loop.elapsed, [], False
+            for batch in self.data.train.epoch(loop.epoch, loop.batch):
+                progress = loop.step / (epochs * per_epoch)
+                if config.time:  # the clock as all ranks agreed after the last step
+                    progress = max(progress, loop.elapsed / config.time)
+                losses.append(self.step(batch, progress))
+                bar.update(loss=losses[-1], lr=self.optimizer.param_groups[0]["lr"])
+                loop.elapsed = time.perf_counter() - start
+                reason = should_stop(config, loop, stop, self.info, self.device)
+                if reason == "time":
+                    timed_out = True
+                    break
+                if reason:
+                    bar.close()
+                    return self.interrupt(reason)
+            bar.close()
+            finished = self.end_epoch(losses)
+            if finished or timed_out:  # agreed by all ranks: their clocks differ
+                return finished or "time"
+        return "epochs"
+
+    def step(self, batch: dict[str, torch.Tensor], progress: float) -> float:
+        """One optimizer step (recipe steps 1-5); returns the loss."""
+        config, loop = self.config, self.loop
+        torch.manual_seed(config.seed * 1_000_003 + loop.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(config.schedule, progress, config.peak_lr, config.warmup)
+        batch = {k: self._to_device(v) for k, v in batch.items()}
+        with autocast(self.device, self.dtype):
+            loss = self.task.loss(self.net, batch)["loss"]
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) at step {loop.step} (epoch {loop.epoch + 1}); "
+                f"last good checkpoint: {self.run_dir / 'state' / 'last.pt'} "
+                f"(try a lower --lr or --clip-grad)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if config.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad)
+        if loop.step % self.grad_every == 0 and self.info.is_main:
+            self.record_grad_norms()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        loop.step, loop.batch = loop.step + 1, loop.batch + 1
+        return loss.item()
+
+    def record_grad_norms(self) -> None:
+        """Append the per-layer gradient norms of this step (true gradients, loss scale undone)."""
+        scaled = self.scaler.is_enabled() and not self.config.clip_grad  # clipping unscaled them
+        scale = self.scaler.get_scale() if scaled else 1.0
+        loop = self.loop
+        loop.grad_norms.append(grad_norm_row(self.model, loop.step, loop.epoch + 1, scale))
+
+    def _to_device(self, t: Any) -> Any:
+        if isinstance(t, list | tuple):  # per-image tensors of different lengths (boxes)
+            return [self._to_device(x) for x in t]
+        t = t.to(self.device, non_blocking=True)
+        if self.config.channels_last and t.dim() == 4:
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    def interrupt(self, reason: str) -> str:
+        """Save the state mid-epoch and say how to continue."""
+        self.save(evaluated=False)
+        self.log(
+            f"stopped by {reason} at step {self.loop.step}; state saved in {self.run_dir}; "
+            f"continue with: antlers train {self.task.name} --resume {self.run_dir}"
+        )
+        return reason
+
+    def end_epoch(self, losses: list[float]) -> str | None:
+        """Evaluate, record, checkpoint; returns "early_stop" when patience ran out."""
+        config, loop, info = self.config, self.loop, self.info
+        dist.broadcast_buffers(self.model, info)
+        if self.ema is not None:  # its buffers average each rank's own BatchNorm statistics
+            dist.broadcast_buffers(self.ema, info)
+        metrics = reduce_metrics(
+            self.task.evaluate(self.eval_model, self.data.val), info, self.device
+        )
+        train_loss = dist.all_reduce_sum([sum(losses), len(losses)], info, self.device)
+        loop.epoch, loop.batch = loop.epoch + 1, 0
+        row = {
+            "epoch": loop.epoch,
+            "step": loop.step,
+            "seconds": round(loop.elapsed, 2),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": train_loss[0] / max(train_loss[1], 1),
+            **{f"val_{k}": v for k, v in metrics.items()},
+        }
+        loop.history.append(row)
+        score = metrics[self.task.primary_metric]
+        if not self.task.maximize:
+            score = -score  # e.g. a loss: lower is better
+        improved = loop.best is None or score > loop.best
+        loop.best = score if improved else loop.best
+        loop.bad_epochs = 0 if improved else loop.bad_epochs + 1
+        self.save(evaluated=True, best=improved)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train", "val")))
+        self.log(f"epoch {loop.epoch}: {shown} ({loop.elapsed:.1f} s)")
+        if config.patience is not None and loop.bad_epochs >= config.patience:
+            self.log(f"early stop: no improvement in {config.patience} epochs")
+            return "early_stop"
+        return None
+
+    def save(self, evaluated: bool, best: bool = False) -> None:
+        """Rank 0 writes state/last.pt, and after an evaluation the weights and the metrics."""
+        if not self.info.is_main:
+            return
+        run_dir, loop = self.run_dir, self.loop
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "loop": dict(vars(loop)),
+        }
+        save_state(state, run_dir / "state" / "last.pt")
+        if not evaluated:
+            return
+        meta = {
+            **self.data.model_config.to_dict(),
+            "epoch": loop.epoch,
+            "config": self.config.to_json(),
+        }
+        save_weights(self.eval_model, run_dir / "weights" / "last.safetensors", meta)
+        save_kernels(self.eval_model, run_dir, loop.epoch)
+        write_grad_norms(loop.grad_norms, run_dir)
+        if best:
+            save_weights(self.eval_model, run_dir / "weights" / "best.safetensors", meta)
+        write_metrics_csv(loop.history, run_dir / "metrics.csv")
+        write_curves(loop.history, run_dir / "curves.png")
+
+
+def should_stop(
+    config: TrainConfig, loop: Loop, stop: StopFlag, info: dist.DistInfo, device: torch.device
+) -> str | None:
+    """Why to stop after this step, agreed by all processes: signal, max_steps, time or None.
+
+    Under torchrun ``loop.elapsed`` becomes the processes' mean: each one's clock runs from its
+    own start of the epoch (rank 0 starts later, having written the checkpoints), and the
+    learning rate planned from the clock must be the same everywhere or the weights diverge.
+    """
+    signalled = float(stop.raised)
+    if info.enabled:
+        signalled, total = dist.all_reduce_sum([signalled, loop.elapsed], info, device)
+        loop.elapsed = total / info.world_size
+    if signalled:
+        return "signal"
+    if config.max_steps is not None and loop.step >= config.max_steps:
+        return "max_steps"
+    return "time" if config.time and loop.elapsed >= config.time else None

@@ -1,0 +1,28 @@
+"""``antlers sample``'s files: what a diffusion run makes, written into a folder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from torch import Tensor
+
+from antlers.tasks.generate.figures import grid_image, save_gif, trajectory_image
+from antlers.viz.images import save_png
+
+__all__ = ["write_samples"]
+
+
+def write_samples(
+    images: Tensor, trajectory: Tensor, labels: Tensor, classes: Sequence[str], out: str | Path
+) -> list[Path]:
+    """``antlers sample``'s files in ``out``: grid.png, <class>/<i>.png for each sample,
+    trajectory.png (x_T -> x_0, one row per sample, up to 8) and trajectory.gif."""
+    out = Path(out)
+    nrow = 8 if len(images) >= 8 else len(images)
+    written = [save_png(grid_image(images, nrow=nrow), out / "grid.png")]
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        written.append(save_png(image, out / classes[int(label)] / f"{i:04d}.png"))
+    written.append(save_png(trajectory_image(trajectory), out / "trajectory.png"))
+    written.append(save_gif(trajectory, out / "trajectory.gif", nrow=nrow))
+    return written
