@@ -1,12 +1,14 @@
-"""Box arithmetic of the detector: anchors, the box code, matching, sampling and NMS edges."""
+"""Box arithmetic of the detector: anchors, the box code (against R-CNN's formulas box by box),
+matching and sampling. NMS and the score threshold: test_detect_postprocess.py."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torchmetrics.functional.detection import intersection_over_union
-from torchvision.ops import batched_nms, box_iou
 
 from antlers.tasks.detect.boxes import (
     BACKGROUND,
@@ -68,6 +70,57 @@ def test_encode_follows_faster_rcnn_equation_2() -> None:
     assert torch.allclose(encode(box, ref), expected)
 
 
+def _centre_size(box: list[float]) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = box
+    return (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+
+
+ODD_WEIGHTS = (1.0, 2.0, 3.0, 4.0)  # all different: a swapped or misplaced weight shows
+
+
+def _random_boxes(g: torch.Generator, n: int) -> torch.Tensor:
+    corner = torch.rand(n, 2, generator=g, dtype=torch.float64) * 200 - 50
+    return torch.cat([corner, corner + 1 + 60 * torch.rand(n, 2, generator=g).double()], dim=1)
+
+
+def test_encode_is_the_rcnn_parametrisation_box_by_box() -> None:
+    """R-CNN appendix C / Faster R-CNN eq. 2, one box at a time in plain float64 Python:
+    t = (w_x (x - x_a) / w_a, w_y (y - y_a) / h_a, w_w log(w / w_a), w_h log(h / h_a))."""
+    g = torch.Generator().manual_seed(0)
+    target, reference = _random_boxes(g, 50), _random_boxes(g, 50)
+    got = encode(target, reference, ODD_WEIGHTS).tolist()
+    wx, wy, ww, wh = ODD_WEIGHTS
+    for box, ref, t in zip(target.tolist(), reference.tolist(), got, strict=True):
+        (x, y, w, h), (xa, ya, wa, ha) = _centre_size(box), _centre_size(ref)
+        expected = [
+            wx * (x - xa) / wa,
+            wy * (y - ya) / ha,
+            ww * math.log(w / wa),
+            wh * math.log(h / ha),
+        ]
+        assert t == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_decode_is_the_rcnn_parametrisation_box_by_box() -> None:
+    """The inverse, from the deltas: x = x_a + w_a t_x / w_x, w = w_a exp(t_w / w_w), with the
+    log-scale change capped at log(1000 / 16) (some deltas here go beyond it)."""
+    g = torch.Generator().manual_seed(1)
+    reference = _random_boxes(g, 50)
+    deltas = (torch.rand(50, 4, generator=g, dtype=torch.float64) * 2 - 1) * 20
+    got = decode(deltas, reference, ODD_WEIGHTS).tolist()
+    wx, wy, ww, wh = ODD_WEIGHTS
+    capped = 0
+    for ref, (tx, ty, tw, th), box in zip(reference.tolist(), deltas.tolist(), got, strict=True):
+        xa, ya, wa, ha = _centre_size(ref)
+        x, y = xa + wa * tx / wx, ya + ha * ty / wy
+        w = wa * math.exp(min(tw / ww, math.log(1000 / 16)))
+        h = ha * math.exp(min(th / wh, math.log(1000 / 16)))
+        capped += tw / ww > math.log(1000 / 16) or th / wh > math.log(1000 / 16)
+        expected = [x - w / 2, y - h / 2, x + w / 2, y + h / 2]
+        assert box == pytest.approx(expected, rel=1e-12, abs=1e-9)
+    assert capped > 0
+
+
 def test_match_thresholds_and_best_anchor() -> None:
     truth = torch.tensor([[0.0, 0.0, 10.0, 10.0], [100.0, 100.0, 110.0, 110.0]])
     refs = torch.tensor(
@@ -101,16 +154,3 @@ def test_sampling_ratio(n_fg, n_bg, count) -> None:
     assert (matches[fg] >= 0).all()
     assert (matches[bg] == BACKGROUND).all()
     assert len(set(fg.tolist()) | set(bg.tolist())) == len(fg) + len(bg)  # no repeats
-
-
-def test_batched_nms_at_the_iou_edge_and_per_class() -> None:
-    # two 10x10 boxes shifted by d overlap with IoU (10 - d) / (10 + d); d = 10/3 gives 0.5.
-    d = 10 / 3
-    pair = torch.tensor([[0.0, 0.0, 10.0, 10.0], [d, 0.0, 10.0 + d, 10.0]])
-    iou = float(box_iou(pair[:1], pair[1:]))
-    assert abs(iou - float(intersection_over_union(pair[:1], pair[1:]))) < 1e-6  # torchmetrics
-    scores = torch.tensor([0.9, 0.8])
-    same = torch.tensor([0, 0])
-    assert batched_nms(pair, scores, same, iou + 1e-4).tolist() == [0, 1]  # IoU not above: kept
-    assert batched_nms(pair, scores, same, iou - 1e-4).tolist() == [0]  # above: suppressed
-    assert batched_nms(pair, scores, torch.tensor([0, 1]), 0.1).tolist() == [0, 1]  # per class

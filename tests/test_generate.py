@@ -1,4 +1,5 @@
-"""Diffusion: schedules, the forward process, samplers, guidance, the U-Net and FID."""
+"""Diffusion: schedules, the forward process, guidance, the U-Net and FID (the samplers' oracles:
+test_generate_sampling.py)."""
 
 from __future__ import annotations
 
@@ -53,39 +54,6 @@ def test_q_sample_mean_and_variance_match_the_closed_form():
     n = xt.numel()
     assert float(xt.mean()) == pytest.approx(abar**0.5 * 0.6, abs=4 * (1 - abar) ** 0.5 / n**0.5)
     assert float(xt.var()) == pytest.approx(1 - abar, rel=4 * (2 / n) ** 0.5)
-
-
-def _oracle(schedule: NoiseSchedule, x0: torch.Tensor):
-    """A 'network' that knows x_0, so it returns exactly the noise in x_t."""
-    abar = schedule.alphas_cumprod
-
-    def model(x, t, labels):
-        a = abar[t].float().view(-1, 1, 1, 1)
-        return (x - a.sqrt() * x0) / (1 - a).sqrt()
-
-    return model
-
-
-@pytest.mark.parametrize(
-    ("name", "sampler", "steps", "eta"),
-    [
-        ("cosine", "ddpm", None, 0.0),
-        ("linear", "ddpm", None, 0.0),
-        ("cosine", "ddim", 50, 0.0),
-        ("linear", "ddim", 20, 1.0),
-    ],
-)
-def test_samplers_recover_x0_when_the_model_returns_the_true_noise(name, sampler, steps, eta):
-    schedule = NoiseSchedule.make(name, 1000)
-    x0 = torch.rand((3, 1, 6, 6), generator=torch.Generator().manual_seed(1)) * 2 - 1
-    result = sample(
-        _oracle(schedule, x0), schedule, tuple(x0.shape), sampler=sampler, steps=steps, eta=eta
-    )
-    torch.testing.assert_close(result.images, (x0 + 1) / 2, atol=1e-4, rtol=0)
-    assert result.trajectory.shape[1:] == x0.shape
-    assert result.trajectory_t[-1] == 0
-    assert result.trajectory_t[0] == 1000
-    assert float((result.trajectory[0] - result.images).abs().mean()) > 0.1  # started as noise
 
 
 def test_ddim_timesteps_start_at_pure_noise_and_end_at_zero():

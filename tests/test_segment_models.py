@@ -3,6 +3,7 @@ learns, one batch can be overfit, and the metrics agree with torchmetrics."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pytest
@@ -189,6 +190,40 @@ def test_dice_loss_is_zero_for_a_perfect_prediction_and_one_for_the_opposite() -
     assert dice_loss(perfect, target).item() < 1e-3
     wrong = torch.nn.functional.one_hot((target + 1) % 3, 3).permute(0, 3, 1, 2).float() * 50
     assert dice_loss(wrong, target).item() > 0.95  # 1 but for the +1 smoothing
+
+
+def _dice_loss_by_loops(logits: torch.Tensor, target: torch.Tensor, ignore: int = 255) -> float:
+    """Soft Dice (Milletari et al. 2016, eq. 1 with the +1 smoothing), pixel by pixel, class by
+    class: D_c = (2 sum p_c t_c + 1) / (sum p_c + sum t_c + 1) over the batch's non-ignored
+    pixels, p = softmax over classes, t = one-hot target; the loss is 1 - mean_c D_c."""
+    b, k, h, w = logits.shape
+    pixels = [(n, y, x) for n in range(b) for y in range(h) for x in range(w)]
+    dice = []
+    for c in range(k):
+        overlap = predicted = truth = 0.0
+        for n, y, x in pixels:
+            label = int(target[n, y, x])
+            if label == ignore:
+                continue
+            exps = [math.exp(float(logits[n, j, y, x])) for j in range(k)]
+            p = exps[c] / sum(exps)
+            overlap += p * (label == c)
+            predicted += p
+            truth += label == c
+        dice.append((2 * overlap + 1) / (predicted + truth + 1))
+    return 1 - sum(dice) / k
+
+
+def test_dice_loss_equals_the_per_class_loops() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(2, 4, 5, 6, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 3, (2, 5, 6), generator=g)  # class 3 never a target: D_3 = 1/(P+1)
+    target[0, :2] = 255
+    target[1, :, 4:] = 255
+    # float32 softmax and sums over 38 pixels inside dice_loss: agreement to 1e-6
+    assert dice_loss(logits, target).item() == pytest.approx(
+        _dice_loss_by_loops(logits, target), abs=1e-6
+    )
 
 
 def test_metrics_match_torchmetrics_over_several_batches() -> None:
