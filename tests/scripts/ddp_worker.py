@@ -1,55 +1,75 @@
-"""Run under torchrun by tests/test_engine_ddp.py: train, then dump this rank's parameters.
+"""Run under torchrun by tests/test_engine_ddp.py: train the classify task, then write this rank's
+parameters (OUT/rank<r>.pt) and how its run ended (OUT/rank<r>.json), OUT being the config's out.
 
-``ddp_worker.py OUT`` trains one epoch into the run folder OUT/classify/ddp. ``ddp_worker.py OUT
-time`` trains for a 3-second budget into an unnamed run folder, rank 0 evaluating 1 s slower
-than rank 1 (as when it writes large checkpoints): the ranks' clocks then disagree, and they
-must still plan the same learning rates, stop after the same step and share one folder.
+``ddp_worker.py CONFIG_JSON`` trains as the TrainConfig in the file CONFIG_JSON says, on the
+engine's own clock. ``ddp_worker.py CONFIG_JSON TICK0,TICK1`` replaces the clock the engine reads
+with one that stands still except in training steps, where it advances by TICK<rank> seconds: the
+ranks' clocks then disagree by a known amount (as when rank 0 loses time writing checkpoints),
+without sleeping, so the test knows at which step a time budget must end.
 """
 
 import json
 import os
 import sys
-import time
+from pathlib import Path
+from typing import Any
 
 import torch
 
+import antlers.engine.trainer
 from antlers.config import TrainConfig
 from antlers.engine.fit import fit
 from antlers.tasks import get_task
 
-out = sys.argv[1]
-timed = len(sys.argv) > 2 and sys.argv[2] == "time"
-rank = int(os.environ["RANK"])
-torch.set_num_threads(1)
-task = get_task("classify")
-if timed:
-    config = TrainConfig(
-        data="digits", time=3.0, batch_size=32, out=out, device="cpu", lr=0.05, augment=False
-    )
-    if rank == 0:
-        evaluate = type(task).evaluate
 
-        class SlowToEvaluate(type(task)):
-            def evaluate(self, *args, **kwargs):
-                time.sleep(1.0)
-                return evaluate(self, *args, **kwargs)
+class StepClock:
+    """A stand-in for the ``time`` module the trainer reads: ``perf_counter`` is the time of
+    the steps taken so far, ``tick`` seconds each."""
 
-        task = SlowToEvaluate()
-else:
-    config = TrainConfig(
-        data="digits", epochs=1, batch_size=32, out=out, name="ddp", device="cpu", lr=0.05
+    def __init__(self, tick: float) -> None:
+        self.tick, self.now = tick, 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def clocked(task: Any, clock: StepClock) -> Any:
+    """``task`` whose loss (called once per training step) advances ``clock`` by one tick."""
+    base = type(task)
+
+    class Clocked(base):
+        def loss(self, model: torch.nn.Module, batch: dict) -> dict:
+            clock.now += clock.tick
+            return base.loss(self, model, batch)
+
+    return Clocked()
+
+
+def main() -> None:
+    config = TrainConfig.from_json(Path(sys.argv[1]).read_text())
+    rank = int(os.environ["RANK"])
+    torch.set_num_threads(1)
+    task = get_task("classify")
+    if len(sys.argv) > 2:
+        clock = StepClock(float(sys.argv[2].split(",")[rank]))
+        antlers.engine.trainer.time = clock  # the module's `time`: only perf_counter is read
+        task = clocked(task, clock)
+    result = fit(task, config, log=print)
+    out = Path(config.out)
+    torch.save(
+        {k: v.detach().clone() for k, v in result.model.state_dict().items()},
+        out / f"rank{rank}.pt",
     )
-result = fit(task, config, log=print)
-torch.save(
-    {k: v.detach().clone() for k, v in result.model.state_dict().items()},
-    os.path.join(out, f"rank{rank}.pt"),
-)
-summary = {
-    "run_dir": str(result.run_dir),
-    "stopped_by": result.stopped_by,
-    "steps": result.history[-1]["step"],
-    "is_main": result.is_main,
-}
-with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
-    json.dump(summary, f)
-print(f"rank {rank} done")
+    summary = {
+        "run_dir": str(result.run_dir),
+        "stopped_by": result.stopped_by,
+        "steps": result.history[-1]["step"],
+        "seconds": result.history[-1]["seconds"],
+        "epochs": len(result.history),
+        "is_main": result.is_main,
+    }
+    (out / f"rank{rank}.json").write_text(json.dumps(summary))
+    print(f"rank {rank} done")
+
+
+main()
