@@ -77,7 +77,7 @@ def run(model: str, budget: float, out: str, image_size: int | None) -> dict:
     task = _task()
     result = fit(task, config, log=lambda *_: None)
     last = result.history[-1]
-    test = _CACHE[config.image_size].val_set  # the model at the end, each class's IoU
+    test = _CACHE[config.image_size].test_set  # the chosen model, each class's IoU
     per_class = SegmentLoader(test.images, test.masks, 100, per_class=True)
     scores = task.evaluate(result.model, per_class)
     row = {

@@ -112,20 +112,32 @@ def test_cli_train_eval_predict(
 ) -> None:
     lines = classify_run.printed  # `antlers train classify --data digits --epochs 2 ...`
     assert re.fullmatch(
+        r"test, epoch [12] \(chosen on validation\): accuracy 0\.\d{4}, loss [\d.]+, "
+        r"top5 [\d.]+",
+        lines[-3],
+    ), lines[-3]
+    assert re.fullmatch(
         r"done \(epochs\): epoch 2, val_accuracy 0\.\d{4}, val_loss [\d.]+, "
         r"val_top5 [\d.]+",
         lines[-2],
     ), lines[-2]
     run = classify_run.path
     assert lines[-1] == f"results in {run}"
-    accuracy = float(lines[-2].split("val_accuracy ")[1].split(",")[0])
-    assert accuracy > 0.8
+    test_accuracy = float(lines[-3].split("accuracy ")[1].split(",")[0])
+    assert test_accuracy > 0.8
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["test_accuracy"] == pytest.approx(test_accuracy, abs=1e-4)
+    assert summary["test_count"] == 359  # the whole test split, scored once at the end
 
-    assert main(["eval", str(run), "--json"]) == 0
+    assert main(["eval", str(run), "--json"]) == 0  # the test split by default
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["data"] == "digits"
-    assert metrics["count"] == 359
-    assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-4)
+    assert (metrics["data"], metrics["split"], metrics["count"]) == ("digits", "test", 359)
+    assert metrics["accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-6)
+    # the validation split is rebuilt from the run's seed: the same images as in training
+    assert main(["eval", str(run), "--split", "val", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert (metrics["split"], metrics["count"]) == ("val", 144)  # 10% of digits' 1,437
+    assert metrics["accuracy"] == pytest.approx(summary["val_accuracy"], abs=1e-6)
 
     image = tmp_path / "seven.png"
     Image.fromarray(load_dataset("digits", "test").images[0, 0].numpy()).save(image)

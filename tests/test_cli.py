@@ -97,6 +97,7 @@ def test_summary_alexnet_at_224_names_the_layer_that_breaks(
         (["summary", "lecture_cnn", "--input", "3x50"], "is not a shape CxHxW"),
         (["tour", "--chapter", "99"], "invalid choice: 99"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["train", "classify", "--warmup", "1"], "warmup must be a fraction of training in [0, 1)"),
     ],
 )
 def test_bad_arguments_one_line_exit_2(argv: list[str], expected: str) -> None:

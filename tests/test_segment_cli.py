@@ -31,17 +31,22 @@ def test_train_prints_miou_and_writes_the_run_folder(segment_run: TrainedRun) ->
     assert (run / "weights" / "best.safetensors").is_file()
 
 
-def test_eval_json_matches_the_last_epoch(
+def test_eval_scores_the_test_split_and_rebuilds_the_validation_split(
     segment_run: TrainedRun, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = segment_run.path
+    summary = json.loads((run / "metrics.json").read_text())
     assert main(["eval", str(run), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["count"] == 6  # 20% of 30 scenes held out
-    best = max(row["val_miou"] for row in Run.load(run).metrics)
-    assert metrics["miou"] == pytest.approx(best, abs=2e-3)
+    assert (metrics["split"], metrics["count"]) == ("test", 6)  # the folder's 20% of 30 scenes
+    assert metrics["miou"] == pytest.approx(summary["test_miou"], abs=1e-6)
     assert 0 <= metrics["pixel_accuracy"] <= 1
     assert "iou_road" in metrics
+    assert main(["eval", str(run), "--split", "val", "--json"]) == 0
+    val = json.loads(capsys.readouterr().out)
+    assert val["count"] == 2  # 10% of the 24 training scenes, held out with the run's seed
+    best = max(row["val_miou"] for row in Run.load(run).metrics)
+    assert val["miou"] == pytest.approx(best, abs=2e-3) == summary["val_miou"]
     rows = Run.load(run).metrics
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]  # it learns
 

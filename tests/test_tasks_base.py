@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -14,9 +15,17 @@ import torch
 from antlers.engine.checkpoint import load_weights
 from antlers.run import Run
 from antlers.tasks import TASK_NAMES, get_task
-from antlers.tasks.base import ModelConfig, Task, check_classes, images_to_batch
+from antlers.tasks.base import (
+    ModelConfig,
+    Task,
+    images_to_batch,
+)
 from antlers.tasks.classify.models import ClassifyConfig
 from antlers.tasks.detect.model import DetectConfig, DetectorConfig
+from antlers.tasks.splits import (
+    check_classes,
+    validation_split,
+)
 
 if TYPE_CHECKING:
     from conftest import TrainedRun
@@ -129,3 +138,66 @@ def test_every_task_writes_one_report_page_linking_its_figures(
     assert len(shown) >= 3  # curves and at least two of the task's own figures
     for name in shown:
         assert (run_dir / name).is_file(), name
+
+
+def test_the_validation_split_is_seeded_disjoint_and_a_tenth_at_most_5000() -> None:
+    from antlers.data import load_dataset
+
+    digits = load_dataset("digits", "train")
+    train, val = validation_split(digits, seed=3)
+    assert (len(train), len(val)) == (len(digits) - 144, 144)  # round(0.1 * 1437)
+    pixels = {bytes(im.numpy()) for im in digits.images}
+    assert len(pixels) == len(digits)  # (each digit image is distinct: identity by pixels)
+    seen_train = {bytes(im.numpy()) for im in train.images}
+    seen_val = {bytes(im.numpy()) for im in val.images}
+    assert not seen_train & seen_val
+    assert seen_train | seen_val == pixels
+    again = validation_split(digits, seed=3)[1]
+    assert torch.equal(again.images, val.images)
+    assert not torch.equal(validation_split(digits, seed=4)[1].images, val.images)
+    indices = list(range(60_000))
+
+    class Rows(list):
+        def subset(self, chosen: list[int]) -> Rows:
+            return Rows(self[i] for i in chosen)
+
+    assert len(validation_split(Rows(indices), seed=0)[1]) == 5000  # at most VAL_MAX
+
+
+class _EvalSpy:
+    """The classify task, recording which of its loaders each evaluation scored."""
+
+    def __init__(self) -> None:
+        self.task, self.scored = get_task("classify"), []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.task, name)
+
+    def configure(self, config: object) -> _EvalSpy:
+        self.task = self.task.configure(config)
+        return self
+
+    def load_data(self, *args: object) -> object:
+        self.data = self.task.load_data(*args)
+        return self.data
+
+    def evaluate(self, model: torch.nn.Module, loader: object) -> dict[str, float]:
+        names = {id(self.data.val): "val", id(self.data.test): "test"}
+        self.scored.append(names[id(loader)])
+        return self.task.evaluate(model, loader)
+
+
+def test_fit_chooses_on_validation_and_scores_the_test_split_once(tmp_path: Path) -> None:
+    from antlers.config import TrainConfig
+    from antlers.engine.fit import fit
+
+    spy = _EvalSpy()
+    config = TrainConfig(data="digits", model="alexnet_small", epochs=3, batch_size=256)
+    result = fit(spy, config.replace(out=str(tmp_path), image_size=28), log=lambda *_: None)
+    assert spy.scored == ["val", "val", "val", "test"]
+    best = max(result.history, key=lambda row: row["val_accuracy"])
+    assert result.test["epoch"] == best["epoch"]
+    assert result.test["val_accuracy"] == best["val_accuracy"]
+    assert json.loads((result.run_dir / "metrics.json").read_text()) == result.test
+    again = Run.load(result.run_dir).evaluate()  # weights/best.safetensors on the test split
+    assert again["accuracy"] == pytest.approx(result.test["test_accuracy"], abs=1e-6)

@@ -91,6 +91,8 @@ class TrainConfig:
             )
         if self.time is not None and self.time <= 0:
             raise ValueError(f"time must be > 0 seconds, got {self.time}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup must be a fraction of training in [0, 1), got {self.warmup}")
 
     @property
     def peak_lr(self) -> float:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -97,15 +98,26 @@ class Run:
         ``to_json()``). A generate run has no input image: ValueError pointing at ``sample``."""
         return self.task.predict(self.model, self.model_config, images)
 
-    def evaluate(self, data: str | None = None, data_dir: str | None = None) -> dict[str, Any]:
-        """Test-split metrics (its own dataset unless ``data`` names another): ``antlers eval``."""
+    def evaluate(
+        self, data: str | None = None, data_dir: str | None = None, split: str = "test"
+    ) -> dict[str, Any]:
+        """Metrics on the ``split`` ("test", or "val": the images held out of the training split
+        with the run's seed) of the run's own dataset, unless ``data`` names another:
+        ``antlers eval``."""
         name = data or self.model_config.data
-        seed = self.config.seed if self.config else 0  # the split the run was trained with
-        loader = self.task.test_loader(self.model_config, name, data_dir, seed)
+        seed = self.config.seed if self.config else 0  # the splits the run was trained with
+        loader = self.task.eval_loader(self.model_config, name, split, data_dir, seed)
         with torch.no_grad():
             metrics = self.task.evaluate(self.model, loader)
         metrics["count"] = int(metrics["count"])
-        return {"data": name, "weights": str(self.weights_path), **metrics}
+        return {"data": name, "split": split, "weights": str(self.weights_path), **metrics}
+
+    @property
+    def test_metrics(self) -> dict[str, float]:
+        """metrics.json: the test split's scores of the model chosen on validation (``test_*``),
+        that model's validation scores (``val_*``) and its ``epoch``; empty before the end."""
+        file = self.path / "metrics.json"
+        return json.loads(file.read_text()) if file.is_file() else {}
 
     def predict_files(
         self, paths: list[str], out: str | Path | None = None, **options: Any

@@ -21,6 +21,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     ev = sub.add_parser("eval", help="evaluate a run folder or weights file on its test data")
     ev.add_argument("run", help="run folder or .safetensors file")
+    ev.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="test (default), or val: the images held out of the training split in training",
+    )
     ev.add_argument("--data", help="another dataset with the same classes")
     ev.add_argument("--data-dir")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -70,7 +76,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
     from antlers.run import Run
 
-    metrics = Run.load(args.run).evaluate(data=args.data, data_dir=args.data_dir)
+    run = Run.load(args.run)
+    metrics = run.evaluate(data=args.data, data_dir=args.data_dir, split=args.split)
     if args.json:
         print(json.dumps(metrics, indent=2, sort_keys=True))
     else:

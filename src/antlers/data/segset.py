@@ -7,6 +7,7 @@ Conventions: images uint8 (N, C, H, W) with C in {1, 3}; masks uint8 (N, H, W) o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -50,3 +51,8 @@ class SegmentationSet:
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {"image": self.images[i].float() / 255, "mask": self.masks[i].long()}
+
+    def subset(self, indices: Sequence[int]) -> SegmentationSet:
+        """The images and masks at ``indices`` (in that order), same classes and name."""
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        return SegmentationSet(self.images[index], self.masks[index], self.classes, self.name)

@@ -5,10 +5,11 @@ resume; (2) set the learning rate from the schedule at the current progress; (3)
 autocast (CUDA with ``amp``; bf16 on a CPU with native bf16 with ``cpu_amp``) and the task's
 loss; (4) stop on a non-finite loss, naming the step and the last good checkpoint; (5)
 backward, optional gradient clipping, at ~8 sampled steps per epoch the per-layer gradient
-norms (engine/monitor.py), optimizer step, EMA update; (6) every epoch: evaluate (the EMA model
-when there is one), reduce metrics across processes, write metrics.csv, curves.png,
-checkpoints, the first conv's kernels and the gradient log (rank 0). SIGINT/SIGTERM finish the
-current step, save, and stop.
+norms (engine/monitor.py), optimizer step, EMA update; (6) every epoch: evaluate on the validation
+split (the EMA model when there is one), reduce metrics across processes, write metrics.csv,
+curves.png, checkpoints (best = best on validation), the first conv's kernels and the gradient
+log (rank 0); (7) at the end, once: the best epoch's weights scored on the test split
+(metrics.json), then the task's report. SIGINT/SIGTERM finish the current step, save, and stop.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ class FitResult:
     run_dir: Path
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_by: str = "epochs"  # epochs | time | early_stop | signal | max_steps
-    model: nn.Module | None = None  # the trained model (EMA weights when EMA is on)
+    model: nn.Module | None = None  # the model chosen on validation (EMA weights with EMA)
     is_main: bool = True  # rank 0 (or a single process): the one that reports
+    test: dict[str, float] = field(default_factory=dict)  # metrics.json: the final test score
 
 
 def fit(
@@ -109,10 +111,12 @@ def _fit(
         log("bf16 autocast on the CPU" if trainer.dtype else no_bf16)
     with StopFlag() as stop:
         stopped_by = trainer.train(stop)
-    if info.is_main and stopped_by not in ("signal", "max_steps"):
+    finished = stopped_by not in ("signal", "max_steps")
+    test = trainer.score_test() if finished and data.test is not None else {}
+    if info.is_main and finished:
         write_grad_norms(loop.grad_norms, run_dir, plot=True)
         task.report(run_dir, trainer.eval_model, data)
-    return FitResult(run_dir, loop.history, stopped_by, trainer.eval_model, info.is_main)
+    return FitResult(run_dir, loop.history, stopped_by, trainer.eval_model, info.is_main, test)
 
 
 def _open_run(

@@ -3,6 +3,7 @@ per step, and the loop position that a checkpoint saves."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,13 +14,14 @@ from torch import nn
 
 from antlers.config import TrainConfig
 from antlers.engine import dist
-from antlers.engine.checkpoint import save_state, save_weights
+from antlers.engine.checkpoint import load_weights, save_state, save_weights
 from antlers.engine.monitor import grad_norm_row, grad_sample_every, save_kernels, write_grad_norms
 from antlers.engine.precision import autocast, autocast_dtype
 from antlers.engine.progress import Progress
 from antlers.engine.runfolder import write_curves, write_metrics_csv
 from antlers.engine.schedule import learning_rate
 from antlers.engine.training import StopFlag, reduce_metrics
+from antlers.io.files import atomic_write
 
 __all__ = ["EPOCHS_WITH_TIME_BUDGET", "Loop", "NonFiniteLossError", "Trainer", "should_stop"]
 
@@ -39,6 +41,7 @@ class Loop:
     step: int = 0
     elapsed: float = 0.0
     best: float | None = None
+    best_epoch: int = 0  # the epoch whose weights the validation split chose (1-based; 0: none)
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     grad_norms: list[dict[str, Any]] = field(default_factory=list)  # sampled steps' rows
@@ -63,6 +66,7 @@ class Trainer:
     grad_every: int = 1  # record the per-layer gradient norms every this many steps
     dtype: torch.dtype | None = field(init=False)  # of the forward pass under autocast (None: off)
     scaler: torch.amp.GradScaler = field(init=False)
+    best_state: dict[str, torch.Tensor] | None = field(default=None, init=False)  # a copy
 
     def __post_init__(self) -> None:
         self.dtype = autocast_dtype(self.device, self.config)
@@ -184,6 +188,11 @@ class Trainer:
         improved = loop.best is None or score > loop.best
         loop.best = score if improved else loop.best
         loop.bad_epochs = 0 if improved else loop.bad_epochs + 1
+        if improved:
+            loop.best_epoch = loop.epoch
+            self.best_state = {
+                k: v.detach().clone() for k, v in self.eval_model.state_dict().items()
+            }
         self.save(evaluated=True, best=improved)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train", "val")))
         self.log(f"epoch {loop.epoch}: {shown} ({loop.elapsed:.1f} s)")
@@ -218,6 +227,31 @@ class Trainer:
             save_weights(self.eval_model, run_dir / "weights" / "best.safetensors", meta)
         write_metrics_csv(loop.history, run_dir / "metrics.csv")
         write_curves(loop.history, run_dir / "curves.png")
+
+    def score_test(self) -> dict[str, float]:
+        """The final score, once: the best epoch's weights (chosen on the validation split) go
+        into ``eval_model``, which is evaluated on the test split; rank 0 writes metrics.json
+        with that epoch, its validation metrics and the test metrics (``test_*``)."""
+        loop, info = self.loop, self.info
+        state = self.best_state
+        if state is None:  # resumed after its best epoch: the weights rank 0 saved then
+            dist.barrier(info)
+            state, _ = load_weights(self.run_dir / "weights" / "best.safetensors")
+        self.eval_model.load_state_dict(state)
+        raw = self.task.evaluate(self.eval_model, self.data.test)
+        count = dist.all_reduce_sum([raw["count"]], info, self.device)[0]
+        scores = {**reduce_metrics(raw, info, self.device), "count": int(count)}
+        best = loop.history[loop.best_epoch - 1] if loop.best_epoch else {}
+        summary = {
+            "epoch": loop.best_epoch,
+            **{k: v for k, v in best.items() if k.startswith("val_")},
+            **{f"test_{k}": v for k, v in scores.items()},
+        }
+        if info.is_main:
+            atomic_write(self.run_dir / "metrics.json", json.dumps(summary, indent=2) + "\n")
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "count")
+        self.log(f"test, epoch {loop.best_epoch} (chosen on validation): {shown}")
+        return summary
 
 
 def should_stop(

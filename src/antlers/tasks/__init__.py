@@ -4,7 +4,7 @@ Every task satisfies the contract in ``antlers.tasks.base`` (``Task``, a ``typin
 ``configure(config)``, ``load_data(config, rank, world_size) -> TaskData``,
 ``build_model(model_config)``, ``loss(model, batch)``, ``evaluate(model, loader)``,
 ``predict(model, model_config, images)`` (one result type per task, each with ``to_json()``),
-``test_loader``, ``predict_files`` and ``report``. Each task is a package with the same role
+``eval_loader``, ``predict_files`` and ``report``. Each task is a package with the same role
 files: ``task.py`` (the contract), ``models.py`` / ``model.py`` / ``unet.py``, ``loader.py``,
 ``metrics.py``, ``predict.py``, ``report.py`` and ``figures.py``, where the role exists.
 """

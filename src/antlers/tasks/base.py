@@ -5,20 +5,20 @@ Around it:
 
 * :class:`ModelConfig`: everything that rebuilds a trained model from its weights file alone
   (saved as JSON in the safetensors metadata); each task extends it with its own fields.
-* :class:`TaskData`: what ``load_data`` returns: the loaders of this process, the model config,
-  and the validation split itself (for the report's figures).
+* :class:`TaskData`: what ``load_data`` returns: the loaders of this process (train, the
+  validation split carved from the training data, test), the model config, and the test split
+  itself (for the report's figures).
 * :class:`Loader`: batches as dicts of tensors, in an order fixed by (seed, epoch, rank).
 * :class:`Prediction`: what ``Task.predict`` (and so ``Run.predict``) returns; one type per task,
   each with ``to_json()``.
 
-Shared helpers: :func:`check_classes` (a test set must have the model's classes),
-:func:`pixel_stats` (the per-channel mean and std a model normalises with),
+Shared helpers: :func:`pixel_stats` (the per-channel mean and std a model normalises with),
 :func:`images_to_batch` (tensors or PIL images -> one float batch at the model's size),
 :func:`model_fields` (the ModelConfig fields every task fills alike), :func:`with_label_smoothing`
 (a task's ``configure`` for ``--label-smoothing``), :func:`loader_options` (how every task's
 loaders shard, shuffle and cut the data),
-:func:`image_test_split` (an image set's test split for a model) and :func:`tta_logits`
-(inference logits averaged with the mirrored images').
+:func:`tta_logits` (inference logits averaged with the mirrored images'). The splits every task
+trains and is scored on are in ``splits.py``.
 """
 
 from __future__ import annotations
@@ -42,10 +42,7 @@ __all__ = [
     "Prediction",
     "Task",
     "TaskData",
-    "check_classes",
-    "image_test_split",
     "images_to_batch",
-    "loader_options",
     "model_fields",
     "pixel_stats",
     "tta_logits",
@@ -113,13 +110,15 @@ class Loader(Protocol):
 
 @dataclass
 class TaskData:
-    """What ``fit`` trains on: this process's loaders, the model config, and the validation split
-    (an ImageSet, SegmentationSet or DetectionSet; None where the report needs none)."""
+    """What ``fit`` trains on: this process's loaders (``train``; ``val``, for every choice made
+    during training; ``test``, scored once at the end), the model config, and the test split
+    itself (an ImageSet, SegmentationSet or DetectionSet) for the report's figures."""
 
     train: Loader
     val: Loader
     model_config: ModelConfig
-    val_set: Any = None
+    test: Loader | None = None
+    test_set: Any = None
 
 
 class Prediction(Protocol):
@@ -166,10 +165,16 @@ class Task(Protocol):
         """Inference on a float batch (B, C, H, W) in [0, 1] or a list of PIL images."""
         ...
 
-    def test_loader(
-        self, config: Any, data: str, data_dir: str | None = None, seed: int = 0
+    def eval_loader(
+        self,
+        config: Any,
+        data: str,
+        split: str = "test",
+        data_dir: str | None = None,
+        seed: int = 0,
     ) -> Loader:
-        """The test split of ``data`` at the model's image size, for ``antlers eval``."""
+        """The ``split`` ("test", or "val" as held out in training with ``seed``) of ``data`` at
+        the model's image size, for ``antlers eval``."""
         ...
 
     def predict_files(
@@ -182,14 +187,6 @@ class Task(Protocol):
     def report(self, run_dir: Path, model: nn.Module, data: TaskData) -> dict[str, Any]:
         """The task's figures and report.html at the end of training."""
         ...
-
-
-def check_classes(data: str, found: Sequence[str], expected: Sequence[str]) -> None:
-    """ValueError naming ``data`` when its classes are not the model's, in the same order."""
-    if list(found) != list(expected):
-        raise ValueError(
-            f"{data}: its classes {list(found)} differ from the model's {list(expected)}"
-        )
 
 
 def pixel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -246,29 +243,6 @@ def images_to_batch(images: Any, channels: int, size: tuple[int, int] | None) ->
             )
         return images.float()
     return torch.stack([image_to_tensor(im, channels, size) for im in images])
-
-
-def loader_options(
-    config: TrainConfig, rank: int, world_size: int, n: int | None = None
-) -> dict[str, Any]:
-    """The options of this process's loaders: the validation loader's (``n`` None: its shard,
-    in order), or the training loader's over ``n`` samples (a seeded new order each epoch,
-    flips as ``config.augment`` says, no last partial batch when there are more than four)."""
-    options: dict[str, Any] = {"rank": rank, "world_size": world_size}
-    if n is not None:
-        options |= {"shuffle": True, "seed": config.seed, "flip": config.augment}
-        options["drop_last"] = n > 4 * config.batch_size
-    return options
-
-
-def image_test_split(config: ModelConfig, data: str, data_dir: str | None = None) -> Any:
-    """The test split of the image set ``data`` (``antlers.data.load_dataset``) at the model's
-    image size; ValueError when its classes are not the model's."""
-    from antlers.data import load_dataset
-
-    test = load_dataset(data, "test", data_dir=data_dir, image_size=config.image_size[0])
-    check_classes(data, test.classes, config.classes)
-    return test
 
 
 def tta_logits(model: nn.Module, images: Tensor, dense: bool = False) -> Tensor:

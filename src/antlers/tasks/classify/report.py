@@ -30,9 +30,9 @@ def write_report(task: Any, run_dir: Path, model: nn.Module, data: Any) -> dict[
     from antlers.viz.figures import confusion_figure, image_grid_figure, save_figure
     from antlers.viz.html import write_report_html
 
-    classes, images = data.model_config.classes, data.val_set.images
+    classes, images = data.model_config.classes, data.test_set.images
     probs = _predict_all(task, model, images)
-    predicted, target = probs.argmax(1), data.val_set.labels
+    predicted, target = probs.argmax(1), data.test_set.labels
     matrix = confusion_matrix(predicted, target, len(classes))
     per_class = (matrix.diag() / matrix.sum(1).clamp_min(1)).tolist()
     save_figure(confusion_figure(matrix.numpy(), classes), run_dir / "confusion.png")

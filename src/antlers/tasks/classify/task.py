@@ -21,8 +21,6 @@ from antlers.config import TrainConfig
 from antlers.engine.loader import TensorLoader
 from antlers.tasks.base import (
     TaskData,
-    image_test_split,
-    loader_options,
     model_fields,
     tta_logits,
     with_label_smoothing,
@@ -35,6 +33,11 @@ from antlers.tasks.classify.models import (
 )
 from antlers.tasks.classify.predict import Classification
 from antlers.tasks.classify.whitening import patch_whitening_weights
+from antlers.tasks.splits import (
+    image_eval_loader,
+    loader_options,
+    validation_split,
+)
 
 __all__ = ["ClassifyTask"]
 
@@ -66,20 +69,20 @@ class ClassifyTask:
             "strict": config.strict,
             "seed": config.seed,
         }
-        train = load_dataset(config.data, "train", **kwargs)
-        val = load_dataset(config.data, "test", **kwargs)
+        train, val = validation_split(load_dataset(config.data, "train", **kwargs), config.seed)
+        test = load_dataset(config.data, "test", **kwargs)
         model_config = self.model_config(config, train)
         options = loader_options(config, rank, world_size, len(train.labels))
         options["flip"] = model_config.tta_flip  # mirroring changes a digit's class
+        held_out = loader_options(config, rank, world_size)
         return TaskData(
             train=TensorLoader(
                 train.images, train.labels, config.batch_size, crop_padding=config.crop, **options
             ),
-            val=TensorLoader(
-                val.images, val.labels, 500, **loader_options(config, rank, world_size)
-            ),
+            val=TensorLoader(val.images, val.labels, 500, **held_out),
+            test=TensorLoader(test.images, test.labels, 500, **held_out),
             model_config=model_config,
-            val_set=val,
+            test_set=test,
         )
 
     def model_config(self, config: TrainConfig, train: Any) -> ClassifyConfig:
@@ -147,12 +150,16 @@ class ClassifyTask:
             metrics["top5"] = top5 / count
         return metrics
 
-    def test_loader(
-        self, config: ClassifyConfig, data: str, data_dir: str | None = None, seed: int = 0
+    def eval_loader(
+        self,
+        config: ClassifyConfig,
+        data: str,
+        split: str = "test",
+        data_dir: str | None = None,
+        seed: int = 0,
     ) -> TensorLoader:
-        """The test split of ``data`` at the model's image size; its classes must be the model's."""
-        test = image_test_split(config, data, data_dir)
-        return TensorLoader(test.images, test.labels, 500)
+        """The ``split`` of ``data`` at the model's image size (see ``eval_image_set``)."""
+        return image_eval_loader(config, data, split, data_dir, seed, batch_size=500)
 
     def predict_files(
         self,

@@ -32,7 +32,7 @@ def write_report(task: Any, run_dir: Path, model: nn.Module, data: Any) -> dict[
     from antlers.viz.html import write_report_html
 
     classes = data.model_config.classes
-    loader = DetectionLoader(data.val_set, 32)
+    loader = DetectionLoader(data.test_set, 32)
     truth, predictions = task.collect(model, loader)
     scores = coco_evaluate(truth, coco_results(predictions))
     save_figure(
@@ -43,7 +43,7 @@ def write_report(task: Any, run_dir: Path, model: nn.Module, data: Any) -> dict[
         keep = predictions[i]["scores"] >= SHOW_THRESHOLD
         shown = {k: v[keep] for k, v in predictions[i].items()}
         captions, colours = detection_captions(shown, classes)
-        pictures.append(draw_boxes(data.val_set[i]["image"], shown["boxes"], captions, colours))
+        pictures.append(draw_boxes(data.test_set[i]["image"], shown["boxes"], captions, colours))
     if pictures:
         save_png(detections_grid(pictures), run_dir / "detections.png")
     report = {**scores.metrics(), "per_class_ap": dict(zip(classes, scores.per_class, strict=True))}

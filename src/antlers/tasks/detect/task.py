@@ -18,7 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from antlers.config import TrainConfig
-from antlers.tasks.base import TaskData, check_classes, loader_options, model_fields
+from antlers.tasks.base import (
+    TaskData,
+    model_fields,
+)
 from antlers.tasks.detect.loader import DetectionLoader
 from antlers.tasks.detect.metrics import coco_evaluate, coco_ground_truth, coco_results
 from antlers.tasks.detect.model import (
@@ -28,6 +31,12 @@ from antlers.tasks.detect.model import (
     build_detector,
 )
 from antlers.tasks.detect.predict import Detections, detect
+from antlers.tasks.splits import (
+    check_classes,
+    check_split,
+    loader_options,
+    validation_split,
+)
 
 __all__ = ["DetectTask"]
 
@@ -61,8 +70,8 @@ class DetectTask:
         from antlers.data.detection import load_detection
 
         options = {"image_size": config.image_size, "seed": config.seed}
-        train = load_detection(config.data, "train", **options)
-        val = load_detection(config.data, "test", **options)
+        train, val = validation_split(load_detection(config.data, "train", **options), config.seed)
+        test = load_detection(config.data, "test", **options)
         if config.model not in ("", self.default_model):
             raise ValueError(f"unknown detection model {config.model!r}; allowed: two_stage")
         for note in train.notes if rank == 0 else ():
@@ -79,8 +88,9 @@ class DetectTask:
                 train, config.batch_size, **loader_options(config, rank, world_size, len(train))
             ),
             val=DetectionLoader(val, EVAL_BATCH, **loader_options(config, rank, world_size)),
+            test=DetectionLoader(test, EVAL_BATCH, **loader_options(config, rank, world_size)),
             model_config=model_config,
-            val_set=val,
+            test_set=test,
         )
 
     def build_model(self, config: DetectConfig) -> TwoStageDetector:
@@ -122,15 +132,25 @@ class DetectTask:
         size = tuple(loader.data.images.shape[-2:])
         return coco_ground_truth(boxes, labels, size, len(loader.data.classes)), predictions
 
-    def test_loader(
-        self, config: DetectConfig, data: str, data_dir: str | None = None, seed: int = 0
+    def eval_loader(
+        self,
+        config: DetectConfig,
+        data: str,
+        split: str = "test",
+        data_dir: str | None = None,
+        seed: int = 0,
     ) -> DetectionLoader:
-        """The test split of ``data`` at the model's image size; its classes must be the model's."""
+        """The ``split`` of ``data`` at the model's image size: "test", or "val" (held out of
+        the training split with the run's ``seed``); its classes must be the model's."""
         from antlers.data.detection import load_detection
 
-        test = load_detection(data, "test", image_size=config.image_size[0], seed=seed)
-        check_classes(data, test.classes, config.classes)
-        return DetectionLoader(test, EVAL_BATCH)
+        check_split(split)
+        source = "test" if split == "test" else "train"
+        scenes = load_detection(data, source, image_size=config.image_size[0], seed=seed)
+        if split == "val":
+            scenes = validation_split(scenes, seed)[1]
+        check_classes(data, scenes.classes, config.classes)
+        return DetectionLoader(scenes, EVAL_BATCH)
 
     def predict_files(
         self,

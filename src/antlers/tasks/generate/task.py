@@ -31,18 +31,21 @@ from antlers.engine.loader import TensorLoader
 from antlers.tasks.base import (
     ModelConfig,
     TaskData,
-    image_test_split,
-    loader_options,
     model_fields,
 )
 from antlers.tasks.generate.sampling import Sample, sample
 from antlers.tasks.generate.schedule import NOISE_SCHEDULES, NoiseSchedule, q_sample
 from antlers.tasks.generate.unet import UNET_SIZES, DiffusionUNet, UNetConfig
+from antlers.tasks.splits import (
+    image_eval_loader,
+    loader_options,
+    validation_split,
+)
 
 __all__ = ["GenerateConfig", "GenerateTask", "build_unet", "parse_unet_name"]
 
 NO_FLIP = {"mnist", "digits"}  # mirroring changes a digit
-VAL_IMAGES = 1000  # the per-epoch validation loss uses this many test images
+VAL_IMAGES = 1000  # the validation (and the final test) loss uses at most this many images
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,8 +127,9 @@ class GenerateTask:
 
         kwargs = {"data_dir": config.data_dir, "image_size": config.image_size}
         kwargs |= {"strict": config.strict, "seed": config.seed}
-        train = load_dataset(config.data, "train", **kwargs)
-        val = load_dataset(config.data, "test", **kwargs)
+        whole = load_dataset(config.data, "train", **kwargs)
+        train, val = validation_split(whole, config.seed)
+        test = load_dataset(config.data, "test", **kwargs)
         model = config.model or self.default_model
         _, schedule = parse_unet_name(model)
         fields = model_fields(self.name, model, config.data, train.images, train.classes, False)
@@ -137,11 +141,13 @@ class GenerateTask:
         )
         options = loader_options(config, rank, world_size, len(train.labels))
         options["flip"] = config.augment and train.name not in NO_FLIP
-        n_val = min(VAL_IMAGES, len(val.labels))
-        val_options = loader_options(config, rank, world_size)
+        n_val, n_test = min(VAL_IMAGES, len(val)), min(VAL_IMAGES, len(test))
+        held_out = loader_options(config, rank, world_size)
         return TaskData(
             train=TensorLoader(train.images, train.labels, config.batch_size, **options),
-            val=TensorLoader(val.images[:n_val], val.labels[:n_val], 250, **val_options),
+            val=TensorLoader(val.images[:n_val], val.labels[:n_val], 250, **held_out),
+            test=TensorLoader(test.images[:n_test], test.labels[:n_test], 250, **held_out),
+            test_set=test,
             model_config=model_config,
         )
 
@@ -186,12 +192,16 @@ class GenerateTask:
             count += len(images)
         return {"loss": total / count, "count": count}
 
-    def test_loader(
-        self, config: GenerateConfig, data: str, data_dir: str | None = None, seed: int = 0
+    def eval_loader(
+        self,
+        config: GenerateConfig,
+        data: str,
+        split: str = "test",
+        data_dir: str | None = None,
+        seed: int = 0,
     ) -> TensorLoader:
-        """The test split of ``data`` at the model's image size; its classes must be the model's."""
-        test = image_test_split(config, data, data_dir)
-        return TensorLoader(test.images, test.labels, 250)
+        """The ``split`` of ``data`` at the model's image size (see ``eval_image_set``)."""
+        return image_eval_loader(config, data, split, data_dir, seed, batch_size=250)
 
     def labels_for(self, classes: Sequence[str], n: int, label: str | int | None) -> Tensor:
         """(n,) labels: all ``label`` (a class name or index), or each class in turn if None."""

@@ -98,7 +98,7 @@ def write_report(task: Any, run_dir: Path, model: nn.Module, data: Any) -> dict[
     from antlers.viz.html import write_report_html
 
     classes = data.model_config.classes
-    test = data.val_set
+    test = data.test_set
     matrix, predicted = test_confusion(task, model, test.images, test.masks, len(classes))
     scores = metrics_from_confusion(matrix)
     shown = slice(0, min(8, len(test)))

@@ -27,8 +27,6 @@ from antlers.data.segset import IGNORE_INDEX, SegmentationSet
 from antlers.engine.metrics import confusion_matrix
 from antlers.tasks.base import (
     TaskData,
-    check_classes,
-    loader_options,
     model_fields,
     tta_logits,
     with_label_smoothing,
@@ -37,6 +35,12 @@ from antlers.tasks.segment.loader import SegmentLoader
 from antlers.tasks.segment.metrics import metrics_from_confusion
 from antlers.tasks.segment.models import SegmentConfig, Segmenter, build_segmenter
 from antlers.tasks.segment.predict import Segmentation, segment
+from antlers.tasks.splits import (
+    check_classes,
+    check_split,
+    loader_options,
+    validation_split,
+)
 
 __all__ = ["SegmentTask", "dice_loss", "load_segmentation"]
 
@@ -111,20 +115,22 @@ class SegmentTask:
 
     def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> TaskData:
         counts = self.scenes or (None, None)
-        train = load_segmentation(config.data, "train", config.image_size, config.seed, counts[0])
+        whole = load_segmentation(config.data, "train", config.image_size, config.seed, counts[0])
+        train, val = validation_split(whole, config.seed)
         test = load_segmentation(config.data, "test", config.image_size, config.seed, counts[1])
         model = config.model or self.default_model
         fields = model_fields(self.name, model, config.data, train.images, train.classes)
         model_config = SegmentConfig(**fields, tta_flip=bool(config.augment))
         options = loader_options(config, rank, world_size, len(train))
-        val_options = loader_options(config, rank, world_size)
+        held_out = loader_options(config, rank, world_size)
         return TaskData(
             train=SegmentLoader(
                 train.images, train.masks, config.batch_size, crop_padding=config.crop, **options
             ),
-            val=SegmentLoader(test.images, test.masks, 100, **val_options),
+            val=SegmentLoader(val.images, val.masks, 100, **held_out),
+            test=SegmentLoader(test.images, test.masks, 100, per_class=True, **held_out),
             model_config=model_config,
-            val_set=test,
+            test_set=test,
         )
 
     def build_model(self, config: SegmentConfig) -> Segmenter:
@@ -185,15 +191,25 @@ class SegmentTask:
             metrics.update({f"iou_{c}": v for c, v in zip(names, scores["iou"], strict=True)})
         return {**metrics, "count": count}
 
-    def test_loader(
-        self, config: SegmentConfig, data: str, data_dir: str | None = None, seed: int = 0
+    def eval_loader(
+        self,
+        config: SegmentConfig,
+        data: str,
+        split: str = "test",
+        data_dir: str | None = None,
+        seed: int = 0,
     ) -> SegmentLoader:
-        """The test split of ``data`` at the model's image size (built-in scenes: the split the
-        run's ``seed`` made); its classes must be the model's."""
-        count = self.scenes[1] if self.scenes else None
-        test = load_segmentation(data, "test", config.image_size[0], seed, count)
-        check_classes(data, test.classes, config.classes)
-        return SegmentLoader(test.images, test.masks, 100, per_class=True)
+        """The ``split`` of ``data`` at the model's image size: "test", or "val" (held out of
+        the training split with the run's ``seed``); its classes must be the model's."""
+        check_split(split)
+        counts = self.scenes or (None, None)
+        count = counts[1] if split == "test" else counts[0]
+        source = "test" if split == "test" else "train"
+        scenes = load_segmentation(data, source, config.image_size[0], seed, count)
+        if split == "val":
+            scenes = validation_split(scenes, seed)[1]
+        check_classes(data, scenes.classes, config.classes)
+        return SegmentLoader(scenes.images, scenes.masks, 100, per_class=True)
 
     def predict_files(
         self,
