@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 tour: $(STAMP)
 	$(BIN)/antlers tour
 
+# The suite, after the lint that CONTRIBUTING asks for (CI runs this target).
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
