@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +57,32 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         patch.setenv("HOME", str(root))
         patch.chdir(root / "work")
         yield root
+
+
+def classify_config(
+    model: str,
+    channels: int,
+    size: int,
+    classes: int | Sequence[str] = 4,
+    data: str = "test",
+    tta_flip: bool = False,
+) -> Any:
+    """An untrained classifier's ClassifyConfig: square ``size`` images, ``classes`` (a count or
+    the names), pixel statistics 0.5 / 0.25 per channel."""
+    from antlers.tasks.classify.models import ClassifyConfig
+
+    names = [str(i) for i in range(classes)] if isinstance(classes, int) else list(classes)
+    return ClassifyConfig(
+        task="classify",
+        model=model,
+        data=data,
+        in_channels=channels,
+        image_size=(size, size),
+        classes=tuple(names),
+        mean=(0.5,) * channels,
+        std=(0.25,) * channels,
+        tta_flip=tta_flip,
+    )
 
 
 def train_cli(task: str, options: list[str], out: Path, threads: int | None = None) -> TrainedRun:

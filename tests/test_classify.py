@@ -16,28 +16,13 @@ from antlers.cli import main
 from antlers.data import load_dataset
 from antlers.tasks import get_task
 from antlers.tasks.classify import ClassifyTask
-from antlers.tasks.classify.models import MODELS, ClassifyConfig, build_classifier
+from antlers.tasks.classify.models import MODELS, build_classifier
+from conftest import classify_config
 
 if TYPE_CHECKING:
     from conftest import TrainedRun
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-
-def _config(
-    model: str, channels: int, size: int, classes: int = 4, tta_flip: bool = False
-) -> ClassifyConfig:
-    return ClassifyConfig(
-        task="classify",
-        model=model,
-        data="test",
-        in_channels=channels,
-        image_size=(size, size),
-        classes=tuple(str(i) for i in range(classes)),
-        mean=(0.5,) * channels,
-        std=(0.25,) * channels,
-        tta_flip=tta_flip,
-    )
 
 
 @pytest.mark.parametrize(
@@ -47,7 +32,7 @@ def _config(
 )
 def test_every_parameter_gets_a_gradient(model: str, channels: int, size: int) -> None:
     torch.manual_seed(0)
-    net = build_classifier(_config(model, channels, size))
+    net = build_classifier(classify_config(model, channels, size))
     batch = {"image": torch.rand(2, channels, size, size), "label": torch.tensor([0, 3])}
     out = get_task("classify").loss(net.train(), batch)
     assert torch.isfinite(out["loss"])
@@ -64,7 +49,7 @@ def test_overfit_one_batch() -> None:
     torch.manual_seed(0)
     data = load_dataset("shapes", "train", image_size=32)
     batch = {"image": data.images[:32].float() / 255, "label": data.labels[:32]}
-    net = build_classifier(_config("fast_resnet", 3, 32, classes=len(data.classes)))
+    net = build_classifier(classify_config("fast_resnet", 3, 32, classes=len(data.classes)))
     task = ClassifyTask(label_smoothing=0.0)  # a smoothed loss cannot reach 0
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     for _ in range(60):
@@ -155,8 +140,8 @@ def test_predict_with_a_missing_run_is_one_error(capsys: pytest.CaptureFixture[s
 def test_flip_test_time_averaging_follows_the_training_flips() -> None:
     torch.manual_seed(0)
     task = get_task("classify")
-    with_flips = build_classifier(_config("fast_resnet", 1, 28, tta_flip=True)).eval()
-    without = build_classifier(_config("fast_resnet", 1, 28, tta_flip=False)).eval()
+    with_flips = build_classifier(classify_config("fast_resnet", 1, 28, tta_flip=True)).eval()
+    without = build_classifier(classify_config("fast_resnet", 1, 28, tta_flip=False)).eval()
     without.load_state_dict(with_flips.state_dict())
     x = torch.rand(3, 1, 28, 28)
     with torch.no_grad():

@@ -234,22 +234,13 @@ def test_initial_weights_from_a_torchvision_safetensors_file(tmp_path: Path) -> 
     from safetensors.torch import save_file
 
     from antlers.engine.checkpoint import load_matching
-    from antlers.tasks.classify.models import ClassifyConfig, build_classifier
+    from antlers.tasks.classify.models import build_classifier
+    from conftest import classify_config
 
     source = torchvision.models.resnet18(weights=None)  # 1000 classes, as published weights
     file = tmp_path / "resnet18.safetensors"
     save_file(source.state_dict(), str(file))
-    config = ClassifyConfig(
-        task="classify",
-        model="resnet18",
-        data="test",
-        in_channels=3,
-        image_size=(32, 32),
-        classes=tuple(str(i) for i in range(10)),
-        mean=(0.5,) * 3,
-        std=(0.25,) * 3,
-    )
-    model = build_classifier(config)
+    model = build_classifier(classify_config("resnet18", 3, 32, classes=10))
     count, skipped = load_matching(model, file)
     assert sorted(skipped) == ["fc.bias", "fc.weight"]  # the 10-class head stays new
     assert count == len(source.state_dict()) - 2

@@ -18,7 +18,8 @@ from antlers.explain import (
 )
 from antlers.explain.topk import crop_window
 from antlers.nn.lecture import lecture_cnn
-from antlers.tasks.classify.models import ClassifyConfig, build_classifier
+from antlers.tasks.classify.models import build_classifier
+from conftest import classify_config
 
 
 def _images(n: int = 60, size: int = 20, seed: int = 0) -> torch.Tensor:
@@ -187,17 +188,7 @@ def test_fully_convolutional_equals_the_explicit_sliding_window() -> None:
 
 
 def _classifier(name: str, channels: int, size: int, classes: str) -> nn.Module:
-    config = ClassifyConfig(
-        task="classify",
-        model=name,
-        data="test",
-        in_channels=channels,
-        image_size=(size, size),
-        classes=tuple(classes),
-        mean=(0.5,) * channels,
-        std=(0.25,) * channels,
-    )
-    return build_classifier(config)
+    return build_classifier(classify_config(name, channels, size, classes=list(classes)))
 
 
 @pytest.mark.parametrize("name", ["fast_resnet", "alexnet_small", "lecture_cnn"])

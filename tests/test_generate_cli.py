@@ -12,7 +12,8 @@ from PIL import Image
 from antlers.cli import main
 from antlers.engine.checkpoint import save_weights
 from antlers.run import Run
-from antlers.tasks.classify.models import ClassifyConfig, build_classifier
+from antlers.tasks.classify.models import build_classifier
+from conftest import classify_config
 
 if TYPE_CHECKING:
     from conftest import TrainedRun
@@ -75,16 +76,7 @@ def test_cli_sample_fid_prints_the_floor_and_class_share(
 ) -> None:
     classes = _digits_classes()
     run = generate_run.path
-    config = ClassifyConfig(
-        task="classify",
-        model="fast_resnet",
-        data="digits",
-        in_channels=1,
-        image_size=(8, 8),
-        classes=tuple(classes),
-        mean=(0.3,),
-        std=(0.3,),
-    )
+    config = classify_config("fast_resnet", 1, 8, classes=classes, data="digits")
     classifier = tmp_path / "clf"
     torch.manual_seed(0)
     weights = classifier / "weights" / "best.safetensors"
