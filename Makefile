@@ -4,21 +4,25 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: tour test lint bench clean
+.PHONY: tour test lint bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall only when the project's metadata changes.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,export,serve]'
 	touch $(STAMP)
 
 tour: $(STAMP)
 	$(BIN)/antlers tour
 
+# Debian packages the suite needs (Fashion-MNIST, Chromium); a no-op when present.
+system-deps:
+	bash scripts/system-deps.sh
+
 # The suite, after the lint that CONTRIBUTING asks for (CI runs this target).
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest -q
