@@ -2,14 +2,16 @@
 320 FPN, no pretrained weights), on the built-in ``scenes`` set, on the CPU, in one invocation.
 
     .venv/bin/python benchmarks/detect.py                 # records the '## detect' section
-    .venv/bin/python benchmarks/detect.py --no-record --budgets 60
+    .venv/bin/python benchmarks/detect.py --no-record --budgets 60 --repeats 1
 
-For each budget T (default 5 and 10 minutes) each model trains for T seconds of wall time on the
-same scenes train split (random left-right flips for both), with a learning-rate schedule planned
-for T; evaluation time is not counted. Then both are scored on the scenes test split with the same
-pycocotools evaluation (AP@[.5:.95], AP50; our weights at the end of training, not the best
-epoch's), and their inference speed is measured (images/s,
-batches of 32, after one warm-up batch).
+For each budget T (default 10 minutes) and seed (``--repeats``, default 3: seeds 0, 1, 2) each
+model trains for T seconds of wall time on the same images: the scenes train split less the
+validation split that antlers holds out with that seed (random left-right flips for both), with
+a learning-rate schedule planned for T; evaluation time is not counted. Then both are scored on
+the scenes test split, once, with the same pycocotools evaluation (AP@[.5:.95], AP50), and their
+inference speed is measured (images/s, batches of 32, after one warm-up batch). Ours is scored
+with the epoch chosen on the validation split (the run's best weights); the baseline, which has
+no validation loop, with its weights at the end of training. A row is the median over the seeds.
 
 Ours: ``antlers.train("detect", time=T)`` with the task's defaults. The baseline:
 ``torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None,
@@ -28,6 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import datetime
+import statistics
 import sys
 import tempfile
 import time
@@ -41,6 +44,7 @@ from antlers.engine.schedule import learning_rate
 from antlers.run import Run, train
 from antlers.tasks.detect.loader import DetectionLoader
 from antlers.tasks.detect.metrics import coco_evaluate, coco_ground_truth, coco_results
+from antlers.tasks.splits import validation_split
 from common import cpu_model, record_section
 
 BATCH = 16
@@ -107,9 +111,11 @@ def score(predict: Any, test_set: Any) -> dict[str, float]:
     return {"ap": scores.ap, "ap50": scores.ap50, "images_per_s": len(predictions) / seconds}
 
 
-def run_ours(seconds: float, out: str) -> dict[str, float]:
-    run = train("detect", time=seconds, out=out, name=f"ours_{int(seconds)}", data=DATA)
-    model = Run.load(run.path / "weights" / "last.safetensors").model.eval()  # not the best epoch
+def run_ours(seconds: float, seed: int, out: str) -> dict[str, float]:
+    """Ours, trained by the task with ``seed``; the epoch chosen on its validation split."""
+    name = f"ours_{int(seconds)}_{seed}"
+    run = train("detect", time=seconds, out=out, name=name, data=DATA, seed=seed)
+    model = Run.load(run.path).model.eval()  # best.safetensors: chosen on validation
     return score(lambda x: [dict(d.items()) for d in model(x)], test_set=TEST)
 
 
@@ -126,8 +132,9 @@ def baseline_overfits(train_set: Any, images: int, seconds: float) -> dict[str, 
     return score(predict, few)
 
 
-def run_baseline(seconds: float) -> dict[str, float]:
-    model = train_baseline(TRAIN, seconds).eval()
+def run_baseline(seconds: float, seed: int) -> dict[str, float]:
+    """torchvision's, trained on the images ours trains on with the same seed."""
+    model = train_baseline(validation_split(TRAIN, seed)[0], seconds, seed=seed).eval()
 
     def predict(x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         out = model(list(x))
@@ -139,7 +146,8 @@ def run_baseline(seconds: float) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     global TRAIN, TEST
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budgets", type=float, nargs="+", default=[300.0, 600.0])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[600.0])
+    parser.add_argument("--repeats", type=int, default=3, help="runs per side (seeds 0, 1, ...)")
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--n", type=int, nargs=2, help="train and test sizes (a smoke test)")
     parser.add_argument(
@@ -172,45 +180,72 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows, loads = [], []
     with tempfile.TemporaryDirectory() as out:
-        for seconds in args.budgets:
-            for name, runner in (
-                ("antlers two_stage", lambda s: run_ours(s, out)),
-                ("torchvision fasterrcnn_mobilenet_v3_large_320_fpn", run_baseline),
-            ):
-                result = runner(seconds)
-                loads.append(os.getloadavg())
-                rows.append((seconds, name, result))
-                print(
-                    f"{seconds:.0f} s {name}: AP {result['ap']:.3f}, AP50 {result['ap50']:.3f}, "
-                    f"{result['images_per_s']:.1f} images/s; load {loads[-1]}",
-                    flush=True,
-                )
+        for seed in range(args.repeats):
+            for seconds in args.budgets:
+                for name, runner in (
+                    ("antlers two_stage", lambda s, seed: run_ours(s, seed, out)),
+                    ("torchvision fasterrcnn_mobilenet_v3_large_320_fpn", run_baseline),
+                ):
+                    result = runner(seconds, seed)
+                    loads.append(os.getloadavg())
+                    rows.append((seconds, name, result))
+                    print(
+                        f"{seconds:.0f} s seed {seed} {name}: AP {result['ap']:.3f}, AP50 "
+                        f"{result['ap50']:.3f}, {result['images_per_s']:.1f} images/s; "
+                        f"load {loads[-1]}",
+                        flush=True,
+                    )
+    medians = median_rows(rows)
+    for seconds, name, r in medians:
+        print(f"median {seconds:.0f} s {name}: AP {r['ap']:.3f}, AP50 {r['ap50']:.3f}")
     if not args.no_record:
-        record(rows, loads)
+        record(medians, loads, args.repeats)
     return 0
 
 
-def record(rows: list[tuple[float, str, dict[str, float]]], loads: list[Any]) -> None:
+def median_rows(
+    rows: list[tuple[float, str, dict[str, float]]],
+) -> list[tuple[float, str, dict[str, Any]]]:
+    """One row per (budget, model), in run order: each figure's median over the seeds, and
+    the runs' AP."""
+    groups: dict[tuple[float, str], list[dict[str, float]]] = {}
+    for seconds, name, result in rows:
+        groups.setdefault((seconds, name), []).append(result)
+    return [
+        (
+            seconds,
+            name,
+            {
+                **{k: statistics.median(r[k] for r in group) for k in group[0]},
+                "runs": sorted(r["ap"] for r in group),
+            },
+        )
+        for (seconds, name), group in groups.items()
+    ]
+
+
+def record(rows: list[tuple[float, str, dict[str, Any]]], loads: list[Any], repeats: int) -> None:
     today = datetime.date.today().isoformat()
     section = [
         "## detect",
         "",
         "`benchmarks/detect.py`: AP on the `scenes` test split after a training time budget, "
         "ours against torchvision's `fasterrcnn_mobilenet_v3_large_320_fpn` (no pretrained "
-        "weights) trained for the same wall time on the same data.",
+        "weights) trained for the same wall time on the same data; each row the median of "
+        f"{repeats} seeds, ours scored with the epoch chosen on the validation split.",
         "",
         f"- machine: {cpu_model()}; threads: 2 (OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}); "
         f"torch {torch.__version__}; date: {today}",
         "- load average (1, 5, 15 min) after each run: "
         + "; ".join(f"{a:.1f}, {b:.1f}, {c:.1f}" for a, b, c in loads),
         "",
-        "| budget | model | AP@[.5:.95] | AP50 | inference images/s |",
-        "|---:|---|---:|---:|---:|",
+        "| budget | model | AP@[.5:.95] | AP50 | inference images/s | AP of each run |",
+        "|---:|---|---:|---:|---:|---|",
     ]
     for seconds, name, r in rows:
         section.append(
             f"| {seconds / 60:.0f} min | {name} | {r['ap']:.3f} | {r['ap50']:.3f} | "
-            f"{r['images_per_s']:.1f} |"
+            f"{r['images_per_s']:.1f} | {', '.join(f'{v:.3f}' for v in r['runs'])} |"
         )
     record_section(section)
 
