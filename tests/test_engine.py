@@ -98,8 +98,8 @@ def test_non_finite_loss_names_the_step_and_checkpoint(tmp_path: Path) -> None:
     config = TrainConfig(
         **{**QUICK, "lr": 1e30}, epochs=1, out=str(tmp_path), name="nan", label_smoothing=0.0
     )
-    with pytest.raises(NonFiniteLossError, match=r"at step \d+ .*last good checkpoint: .*last.pt"):
-        fit(get_task("classify"), config, log=quiet)
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+ .*no checkpoint yet"):
+        fit(get_task("classify"), config, log=quiet)  # in epoch 1: none is saved (see test_faults)
 
 
 def test_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:

@@ -14,9 +14,10 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "add_config_flags", "config_from_args"]
+__all__ = ["TrainConfig", "add_config_flags", "config_from_args", "load_run_config"]
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -109,18 +110,63 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
-        """Rebuild from ``to_json``'s output; unknown keys are an error naming them."""
+        """Rebuild from ``to_json``'s output. A key that is missing takes its default (a config
+        written before the field existed), except ``task``; an unknown key or a value of the
+        wrong type is a ValueError naming it; malformed JSON, one naming the line and column."""
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"a config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; known: {sorted(known)}")
+        if "task" not in data:
+            raise ValueError("the config names no 'task' (classify, segment, detect or generate)")
+        hints = typing.get_type_hints(cls)
+        for name, value in data.items():
+            _check_type(name, value, hints[name])
         return cls(**data)
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The TrainConfig in ``run_dir/config.json``; any problem is one ValueError naming the file."""
+    path = Path(run_dir) / "config.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file (is {run_dir} a run folder?)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: cannot read it ({error})") from None
+    try:
+        return TrainConfig.from_json(text)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def _check_type(name: str, value: Any, annotation: Any) -> None:
+    """ValueError unless ``value`` (from JSON) fits the field's type: an int is a float, a bool
+    is no int, None only where the field is optional."""
+    allowed = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+    fits = any(
+        (kind is type(None) and value is None)
+        or (kind is bool and isinstance(value, bool))
+        or (kind is int and isinstance(value, int) and not isinstance(value, bool))
+        or (kind is float and isinstance(value, int | float) and not isinstance(value, bool))
+        or (kind is str and isinstance(value, str))
+        for kind in allowed
+    )
+    if not fits:
+        names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
+        raise ValueError(f"config key {name!r} must be {names}, got {value!r}")
+
+
+def _is_union(annotation: Any) -> bool:
+    return isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
 
 
 def _base_type(annotation: Any) -> type:
     """int for ``int | None``, bool for ``bool``, ..."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+    if _is_union(annotation):
         return next(a for a in typing.get_args(annotation) if a is not type(None))
     return annotation
 

@@ -4,9 +4,10 @@
   task, the model config and the class names, so the file alone rebuilds the model.
 * ``state/last.pt``: optimizer state, EMA, step, epoch, best metric, history — written with
   ``torch.save`` and read with ``torch.load(weights_only=True)``, which refuses any pickle that
-  would run code.
+  would run code; a file that is not torch.save's zip archive is refused before it is parsed.
 
-Every write is atomic (:mod:`antlers.io.files`).
+Every write is atomic (:mod:`antlers.io.files`). Every unusable file, whatever its bytes (garbage,
+truncated, a header that claims huge tensors), is one ``CheckpointError`` line naming the file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ __all__ = [
     "load_matching",
     "load_state",
     "load_weights",
+    "one_line",
     "save_state",
     "save_weights",
 ]
@@ -55,11 +58,18 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
             tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: not a valid safetensors file ({error})") from error
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        problem = one_line(error)
+        raise CheckpointError(f"{path}: not a valid safetensors file ({problem})") from error
     if "antlers" not in metadata:
         raise CheckpointError(f"{path}: no antlers metadata (task, model, classes) in the file")
-    return tensors, json.loads(metadata["antlers"])
+    try:
+        meta = json.loads(metadata["antlers"])
+    except ValueError as error:
+        raise CheckpointError(f"{path}: the antlers metadata is not JSON ({error})") from error
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: the antlers metadata is not a JSON object")
+    return tensors, meta
 
 
 def load_matching(model: torch.nn.Module, path: str | Path) -> tuple[int, list[str]]:
@@ -78,8 +88,9 @@ def load_matching(model: torch.nn.Module, path: str | Path) -> tuple[int, list[s
     try:
         with safe_open(str(path), framework="pt") as f:
             tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"{path}: not a valid safetensors file ({error})") from error
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        problem = one_line(error)
+        raise CheckpointError(f"{path}: not a valid safetensors file ({problem})") from error
     state = model.state_dict()
     loaded, skipped = {}, []
     for key, tensor in tensors.items():
@@ -102,16 +113,33 @@ def save_state(state: dict[str, Any], path: str | Path) -> Path:
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    """Read a training state with ``weights_only=True``: a pickle that would run code is refused."""
+    """Read a training state with ``weights_only=True``: a pickle that would run code is refused,
+    and so is anything that is not torch.save's zip archive holding a dict."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path}: not a training state (not the zip archive torch.save writes: damaged, "
+            f"truncated or another format)"
+        )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{path}: refused: this file is not a plain training state (it asks to run code "
             f"while loading; antlers only loads tensors and plain values)"
         ) from error
-    except (RuntimeError, EOFError) as error:
-        raise CheckpointError(f"{path}: cannot read the training state ({error})") from error
+    except (RuntimeError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise CheckpointError(
+            f"{path}: cannot read the training state ({one_line(error)})"
+        ) from error
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a training state (a {type(state).__name__})")
+    return state
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """``error``'s message on one line (torch's are often several), at most ``limit`` chars."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

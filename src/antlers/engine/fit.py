@@ -10,6 +10,11 @@ split (the EMA model when there is one), reduce metrics across processes, write 
 curves.png, checkpoints (best = best on validation), the first conv's kernels and the gradient
 log (rank 0); (7) at the end, once: the best epoch's weights scored on the test split
 (metrics.json), then the task's report. SIGINT/SIGTERM finish the current step, save, and stop.
+
+Faults: every file is written atomically and state/last.pt is written last (trainer.save), so a
+run killed at any moment resumes from its last complete state and ends with the weights of the
+uninterrupted run (on CPU); a resumed folder with no state yet trains from the start, and the
+temporary files of interrupted writes are removed (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ from torch import nn
 
 from antlers.config import TrainConfig
 from antlers.engine import dist
-from antlers.engine.checkpoint import load_matching, load_state
+from antlers.engine.checkpoint import CheckpointError, load_matching, load_state, one_line
+from antlers.engine.memory import check_step_memory
 from antlers.engine.monitor import save_kernels, write_grad_norms
 from antlers.engine.runfolder import new_run_dir
 from antlers.engine.trainer import Loop, NonFiniteLossError, Trainer
 from antlers.engine.training import StopFlag, build_optimizer, make_ema, pick_device
-from antlers.io.files import atomic_write
+from antlers.io.files import atomic_write, remove_temporaries
 
 __all__ = ["FitResult", "NonFiniteLossError", "fit"]
 
@@ -89,9 +95,10 @@ def _fit(
         )
     if config.channels_last:  # faster on CUDA, and on CPU (docs/experiments/cpu-layout.md)
         model = model.to(memory_format=torch.channels_last)
+    check_step_memory(task, model, data.train, config.batch_size, device)  # before any folder
     optimizer = build_optimizer(model, config)
     ema = make_ema(model, config.ema)
-    loop, run_dir = _open_run(task, config, resume, model, optimizer, ema, info)
+    loop, run_dir = _open_run(task, config, resume, model, optimizer, ema, info, log)
     net = model
     if info.enabled:
         net = nn.parallel.DistributedDataParallel(
@@ -127,29 +134,47 @@ def _open_run(
     optimizer: torch.optim.Optimizer,
     ema: Any,
     info: dist.DistInfo,
+    log: Any,
 ) -> tuple[Loop, Path]:
-    """The loop state and run folder: restored from ``resume``, else new (named by rank 0)."""
-    loop = Loop()
+    """The loop state and run folder: restored from ``resume``, else new (created by rank 0)."""
+    loop, fresh = Loop(), True
     if resume is not None:
         run_dir = Path(resume)
-        loop = _restore(run_dir / "state" / "last.pt", model, optimizer, ema)
+        if not run_dir.is_dir():
+            raise CheckpointError(f"{run_dir}: no such run folder to resume")
+        if info.is_main:
+            remove_temporaries(run_dir)  # left by writes a kill interrupted; never read
+        state = run_dir / "state" / "last.pt"
+        if state.is_file():
+            loop, fresh = _restore(state, model, optimizer, ema), False
+        else:
+            log(f"{run_dir}: no checkpoint yet (stopped before its first save): starting over")
     else:
-        # rank 0 alone picks the free name (exp, exp2, ...) and tells the others
+        # rank 0 alone creates the folder (exp, exp2, ...: the first free) and tells the others
         chosen = new_run_dir(config.out, task.name, config.name) if info.is_main else None
         run_dir = dist.broadcast_object(chosen, info)
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / "config.json", config.to_json())
-        if resume is None:
+        if fresh:
             save_kernels(model, run_dir, epoch=0)  # the random start of the kernels' evolution
     dist.barrier(info)
     return loop, run_dir
 
 
 def _restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, ema: Any) -> Loop:
+    """Load the state at ``path`` into the model, optimizer and EMA; CheckpointError naming
+    ``path`` when it is not a state of this run's model (another task's, a hand-made file)."""
     state = load_state(path)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if ema is not None and state["ema"] is not None:
-        ema.load_state_dict(state["ema"])
-    return Loop(**state["loop"])
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None and state["ema"] is not None:
+            ema.load_state_dict(state["ema"])
+        loop = Loop(**state["loop"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{path}: not a training state of this run's model ({one_line(error)})"
+        ) from error
+    if not all(isinstance(getattr(loop, k), int) for k in ("epoch", "batch", "step")):
+        raise CheckpointError(f"{path}: the loop position is not whole numbers ({loop})")
+    return loop

@@ -25,14 +25,21 @@ __all__ = ["new_run_dir", "write_curves", "write_metrics_csv"]
 
 
 def new_run_dir(out: str | Path, task: str, name: str | None) -> Path:
-    """``out/task/name``; with no name, the first free of exp, exp2, exp3, ..."""
+    """Create and return ``out/task/name`` (reused when it exists); with no name, the first of
+    exp, exp2, exp3, ... that this call creates itself: ``mkdir`` is exclusive, so two runs
+    started at once with the same ``out`` never share a folder."""
     parent = Path(out) / task
+    parent.mkdir(parents=True, exist_ok=True)
     if name is not None:
+        (parent / name).mkdir(parents=True, exist_ok=True)
         return parent / name
     for i in range(1, 10_000):
         candidate = parent / ("exp" if i == 1 else f"exp{i}")
-        if not candidate.exists():
-            return candidate
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
     raise ValueError(f"{parent}: no free run name among exp .. exp9999")
 
 

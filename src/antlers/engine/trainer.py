@@ -14,7 +14,7 @@ from torch import nn
 
 from antlers.config import TrainConfig
 from antlers.engine import dist
-from antlers.engine.checkpoint import load_weights, save_state, save_weights
+from antlers.engine.checkpoint import CheckpointError, load_weights, save_state, save_weights
 from antlers.engine.monitor import grad_norm_row, grad_sample_every, save_kernels, write_grad_norms
 from antlers.engine.precision import autocast, autocast_dtype
 from antlers.engine.progress import Progress
@@ -121,8 +121,7 @@ class Trainer:
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite loss ({loss.item()}) at step {loop.step} (epoch {loop.epoch + 1}); "
-                f"last good checkpoint: {self.run_dir / 'state' / 'last.pt'} "
-                f"(try a lower --lr or --clip-grad)"
+                f"{self.last_checkpoint()} (try a lower --lr or --clip-grad)"
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -201,11 +200,42 @@ class Trainer:
             return "early_stop"
         return None
 
+    def last_checkpoint(self) -> str:
+        """Where training can continue from, for messages: the state file, or that none exists."""
+        state = self.run_dir / "state" / "last.pt"
+        if state.is_file():
+            return f"last good checkpoint: {state}"
+        return f"no checkpoint yet in {self.run_dir} (the first is saved at the end of epoch 1)"
+
     def save(self, evaluated: bool, best: bool = False) -> None:
-        """Rank 0 writes state/last.pt, and after an evaluation the weights and the metrics."""
+        """Rank 0 writes, after an evaluation, the weights and the metrics, then state/last.pt.
+
+        The state goes last: it is the commit point. A run killed before it is written resumes
+        from the previous state and redoes (exactly, on CPU) what the files written since hold.
+        Weights that are not finite are never saved over good ones (NonFiniteLossError).
+        """
         if not self.info.is_main:
             return
         run_dir, loop = self.run_dir, self.loop
+        for model in (self.model, self.eval_model):
+            if not all(v.isfinite().all() for v in model.state_dict().values()):
+                raise NonFiniteLossError(
+                    f"non-finite weights after step {loop.step} (epoch {loop.epoch}), not saved; "
+                    f"{self.last_checkpoint()} (try a lower --lr or --clip-grad)"
+                )
+        if evaluated:
+            meta = {
+                **self.data.model_config.to_dict(),
+                "epoch": loop.epoch,
+                "config": self.config.to_json(),
+            }
+            save_weights(self.eval_model, run_dir / "weights" / "last.safetensors", meta)
+            if best:
+                save_weights(self.eval_model, run_dir / "weights" / "best.safetensors", meta)
+            save_kernels(self.eval_model, run_dir, loop.epoch)
+            write_grad_norms(loop.grad_norms, run_dir)
+            write_metrics_csv(loop.history, run_dir / "metrics.csv")
+            write_curves(loop.history, run_dir / "curves.png")
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -213,20 +243,6 @@ class Trainer:
             "loop": dict(vars(loop)),
         }
         save_state(state, run_dir / "state" / "last.pt")
-        if not evaluated:
-            return
-        meta = {
-            **self.data.model_config.to_dict(),
-            "epoch": loop.epoch,
-            "config": self.config.to_json(),
-        }
-        save_weights(self.eval_model, run_dir / "weights" / "last.safetensors", meta)
-        save_kernels(self.eval_model, run_dir, loop.epoch)
-        write_grad_norms(loop.grad_norms, run_dir)
-        if best:
-            save_weights(self.eval_model, run_dir / "weights" / "best.safetensors", meta)
-        write_metrics_csv(loop.history, run_dir / "metrics.csv")
-        write_curves(loop.history, run_dir / "curves.png")
 
     def score_test(self) -> dict[str, float]:
         """The final score, once: the best epoch's weights (chosen on the validation split) go
@@ -236,7 +252,7 @@ class Trainer:
         state = self.best_state
         if state is None:  # resumed after its best epoch: the weights rank 0 saved then
             dist.barrier(info)
-            state, _ = load_weights(self.run_dir / "weights" / "best.safetensors")
+            state = self.saved_best()
         self.eval_model.load_state_dict(state)
         raw = self.task.evaluate(self.eval_model, self.data.test)
         count = dist.all_reduce_sum([raw["count"]], info, self.device)[0]
@@ -252,6 +268,18 @@ class Trainer:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "count")
         self.log(f"test, epoch {loop.best_epoch} (chosen on validation): {shown}")
         return summary
+
+    def saved_best(self) -> dict[str, torch.Tensor]:
+        """weights/best.safetensors, checked to hold the best epoch the training state names."""
+        path = self.run_dir / "weights" / "best.safetensors"
+        state, meta = load_weights(path)
+        if meta.get("epoch") != self.loop.best_epoch:
+            raise CheckpointError(
+                f"{path}: holds epoch {meta.get('epoch')}, but the training state's best epoch "
+                f"is {self.loop.best_epoch} (written by a run that was interrupted and resumed "
+                f"differently); retrain, or score another weights file with antlers eval"
+            )
+        return state
 
 
 def should_stop(
