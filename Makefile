@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: tour test lint bench clean system-deps
+.PHONY: tour test lint bench fuzz clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/topk.py
 	$(BIN)/python benchmarks/generate.py    # needs diffusers (pip install -e '.[bench]'); ~75 min
 	$(BIN)/python benchmarks/detect.py
+
+# Every reader fuzzed for minutes; records docs/reliability.md's fuzzing table.
+fuzz: $(STAMP)
+	$(BIN)/python benchmarks/fuzz.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis

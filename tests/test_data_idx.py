@@ -205,3 +205,27 @@ def test_mnist_download_uses_official_mirror_and_md5(
     with pytest.raises(ValueError, match="checksum mismatch"):
         load_dataset("mnist", "train", data_dir=tmp_path)
     assert urls == ["https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz"]
+
+
+def test_a_gzip_bomb_is_decompressed_only_as_far_as_its_header_claims(tmp_path: Path) -> None:
+    """A 1x1 header followed by 64 MiB of zeros that gzip squeezes into ~64 KiB: the reader stops
+    one byte past the claimed payload and calls the file too long, never holding 64 MiB."""
+    import tracemalloc
+
+    path = tmp_path / "bomb.gz"
+    header = bytes([0, 0, 0x08, 2]) + np.asarray([1, 1], dtype=">u4").tobytes()
+    path.write_bytes(gzip.compress(header + bytes(1) + bytes(64 << 20), compresslevel=9))
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=r"bomb\.gz: too long"):
+        read_idx(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+def test_a_header_that_claims_more_than_the_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.gz"
+    header = bytes([0, 0, 0x08, 3]) + np.asarray([1 << 20, 1 << 10, 1 << 10], ">u4").tobytes()
+    path.write_bytes(gzip.compress(header + bytes(100)))
+    with pytest.raises(ValueError, match=r"huge\.gz: header claims"):
+        read_idx(path)

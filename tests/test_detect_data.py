@@ -147,7 +147,7 @@ def test_coco_errors_name_the_file_the_entry_and_the_problem(
             changes["annotations"] = []
         path = _coco(tmp_path, **changes)
     with pytest.raises(ValueError, match=re.escape(f"{path}: {message}")):
-        read_coco_annotations(path)
+        read_coco_annotations(path, strict=True)
 
 
 def _yolo(tmp_path: Path, lines: str) -> Path:
@@ -185,7 +185,7 @@ def test_yolo_errors_name_the_file_the_line_and_the_problem(
 ) -> None:
     root = _yolo(tmp_path, f"1 0.5 0.5 0.2 0.5\n{line}\n")
     with pytest.raises(ValueError, match=re.escape(message)):
-        read_yolo_annotations(root)
+        read_yolo_annotations(root, strict=True)
 
 
 def test_yolo_without_classes_file(tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def test_mask_folder_reads_gray_and_palette_masks(tmp_path: Path) -> None:
 
 def _load_both(root: Path) -> None:
     for split in ("train", "test"):  # the bad file is in one of them
-        load_mask_folder(root, split)
+        load_mask_folder(root, split, strict=True)
 
 
 def test_mask_of_another_size_names_the_file_and_both_sizes(tmp_path: Path) -> None:

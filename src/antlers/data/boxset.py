@@ -64,6 +64,7 @@ class DetectionSet:
         files: each image's source file (empty for built-in sets).
         sizes: each image's original (height, width) in pixels.
         notes: what the reader changed (clamped / dropped boxes), one line each.
+        skipped: the entries a reader left out (``antlers.data.skips``), one line each.
     """
 
     images: Tensor
@@ -75,6 +76,7 @@ class DetectionSet:
     files: tuple[str, ...] = ()
     sizes: tuple[tuple[int, int], ...] = ()
     notes: tuple[str, ...] = field(default=())
+    skipped: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
@@ -120,4 +122,5 @@ class DetectionSet:
             files=tuple(self.files[i] for i in index) if self.files else (),
             sizes=tuple(self.sizes[i] for i in index),
             notes=self.notes,
+            skipped=self.skipped,
         )

@@ -38,9 +38,11 @@ def load_detection(
     image_size: int | None = None,
     seed: int = 0,
     n: int | None = None,
+    strict: bool = False,
 ) -> DetectionSet:
     """One split of "scenes", a COCO JSON file or a YOLO folder, images resized to S x S
-    (S = image_size, default 128); ``n`` limits the built-in set's size."""
+    (S = image_size, default 128); ``n`` limits the built-in set's size; ``strict``: refuse a
+    bad entry of a COCO file or YOLO folder instead of skipping it (``antlers.data.skips``)."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be one of ['train', 'test'], got {split!r}")
     if name_or_path == "scenes":
@@ -52,14 +54,14 @@ def load_detection(
     if path.is_file() and path.suffix.lower() == ".json":
         from antlers.data.coco import read_coco
 
-        whole = read_coco(path, size)
+        whole = read_coco(path, size, strict=strict)
     elif path.is_dir():
         from antlers.data.yolo import read_yolo, yolo_splits
 
         splits = yolo_splits(path)
         if splits is not None:
-            return read_yolo(path, size, subset=splits[split])
-        whole = read_yolo(path, size)
+            return read_yolo(path, size, subset=splits[split], strict=strict)
+        whole = read_yolo(path, size, strict=strict)
     else:
         raise ValueError(
             f"unknown detection data {name_or_path!r}: not a built-in name "
@@ -68,20 +70,21 @@ def load_detection(
     return whole.subset(split_indices(len(whole), split, seed), name=f"{whole.name}:{split}")
 
 
-def read_annotations(source: str | Path) -> Any:
-    """The Annotations of a COCO JSON file or a YOLO folder (all its images)."""
+def read_annotations(source: str | Path, strict: bool = False) -> Any:
+    """The Annotations of a COCO JSON file or a YOLO folder (all its images); ``strict``:
+    refuse a bad entry instead of skipping it."""
     path = Path(source).expanduser()
     if path.is_file() and path.suffix.lower() == ".json":
         from antlers.data.coco import read_coco_annotations
 
-        return read_coco_annotations(path)
+        return read_coco_annotations(path, strict=strict)
     if path.is_dir():
         from antlers.data.yolo import read_yolo_annotations, yolo_splits
 
         splits = yolo_splits(path)
         if splits is None:
-            return read_yolo_annotations(path)
-        parts = [read_yolo_annotations(path, s) for s in splits.values()]
+            return read_yolo_annotations(path, strict=strict)
+        parts = [read_yolo_annotations(path, s, strict=strict) for s in splits.values()]
         for part in parts[1:]:
             for file, size, b, lab in zip(
                 part.files, part.sizes, part.boxes, part.labels, strict=True
@@ -90,18 +93,20 @@ def read_annotations(source: str | Path) -> Any:
                 parts[0].sizes.append(size)
                 parts[0].boxes.append(b)
                 parts[0].labels.append(lab)
+            parts[0].skips.found += part.skips.found
         return parts[0]
     raise ValueError(f"{path}: not a COCO .json file or a YOLO folder")
 
 
-def convert(source: str | Path, out: str | Path) -> tuple[Path, str]:
+def convert(source: str | Path, out: str | Path, strict: bool = False) -> tuple[Path, str]:
     """Convert a COCO JSON file into a YOLO folder ``out``, or a YOLO folder into a COCO JSON
-    file ``out`` (ending in .json); images are copied. Returns the output and a summary line."""
+    file ``out`` (ending in .json); images are copied; bad entries skipped and counted (with
+    ``strict``: refused). Returns the output and a summary line."""
     from antlers.data.coco import write_coco
     from antlers.data.yolo import write_yolo
 
     out = Path(out).expanduser()
-    annotations = read_annotations(source)
+    annotations = read_annotations(source, strict)
     if out.resolve() == Path(source).expanduser().resolve() or out.resolve() == (
         annotations.root.resolve()
     ):
@@ -115,6 +120,6 @@ def convert(source: str | Path, out: str | Path) -> tuple[Path, str]:
     summary = (
         f"{len(annotations.files)} images, {n_boxes} boxes, {len(annotations.classes)} classes "
         f"-> {written} ({annotations.counts.clamped} boxes clamped, "
-        f"{annotations.counts.dropped} dropped)"
+        f"{annotations.counts.dropped} dropped, {len(annotations.skips.found)} entries skipped)"
     )
     return written, summary

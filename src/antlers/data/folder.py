@@ -16,13 +16,15 @@ Conversion, the same for every file:
 - resize policy: scale the shorter side to `image_size` (default 64) and center-crop the other
   (``ImageOps.fit``, bicubic, antialiased when shrinking).
 
-Files are opened read-only and never modified. Non-image files (by extension) and hidden files or
-folders are ignored. A file Pillow cannot read, or a decompression bomb (more pixels than
-``PIL.Image.MAX_IMAGE_PIXELS``), is skipped with one warning giving the count and first names, and
-listed in ``ImageSet.skipped``; with ``strict=True`` it raises ValueError naming the file instead.
+Files are opened read-only and never modified, by ``antlers.io.images.open_image``, the one
+path from a file to pixels. Non-image files (by extension) and hidden files or folders are
+ignored. A file it refuses (empty, truncated, not an image, a decompression bomb: more pixels
+than ``PIL.Image.MAX_IMAGE_PIXELS``, its warning range included) is skipped by the policy of
+``antlers.data.skips``: one warning giving the count and first names, every file listed in
+``ImageSet.skipped``; with ``strict=True`` a DataError (a ValueError) naming the file instead.
 
-Segmentation mask folders reuse :func:`list_images` and :func:`open_checked`; they and YOLO
-folders read their ``classes.txt`` with :func:`read_classes`.
+Segmentation mask folders reuse :func:`list_images`; they and YOLO folders read their
+``classes.txt`` with :func:`read_classes`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ import torch
 from PIL import Image, ImageOps
 
 from antlers.data.imageset import ImageSet, stratified_split_indices
-from antlers.io.images import to_8bit
+from antlers.data.skips import Skips
+from antlers.io.images import ImageError, open_image, to_8bit
 
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
@@ -64,7 +67,6 @@ DEFAULT_IMAGE_SIZE = 64
 DEFAULT_TEST_FRACTION = 0.2
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val")}
-SHOWN_SKIPPED = 3
 
 
 def _visible(path: Path, root: Path) -> bool:
@@ -87,7 +89,11 @@ def read_classes(root: Path) -> tuple[str, ...]:
     path = root / "classes.txt"
     if not path.is_file():
         raise ValueError(f"{path}: missing; write one class name per line (line k = class id k)")
-    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if not names:
         raise ValueError(f"{path}: no class names")
     return names
@@ -137,21 +143,12 @@ def split_roots(root: Path) -> dict[str, Path] | None:
     return found if len(found) == len(SPLIT_FOLDERS) else None
 
 
-def open_checked(path: Path) -> Image.Image:
-    """Open and decode `path` read-only; DecompressionBombWarning is raised as an error."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with path.open("rb") as f, Image.open(f) as im:
-            im.load()
-            return ImageOps.exif_transpose(im)
-
-
 def decode_image(path: str | Path, image_size: int, channels: int) -> np.ndarray:
     """One image file as uint8 (image_size, image_size, channels) by the module's policy.
 
-    Raises whatever Pillow raises for an unreadable or oversized file.
+    Raises ``open_image``'s ImageError for a file it refuses.
     """
-    im = to_8bit(open_checked(Path(path)))
+    im = to_8bit(open_image(path))
     im = im.convert("L" if channels == 1 else "RGB")
     im = ImageOps.fit(im, (image_size, image_size), method=Image.Resampling.BICUBIC)
     return np.asarray(im, dtype=np.uint8).reshape(image_size, image_size, channels)
@@ -169,23 +166,19 @@ def is_gray_file(path: Path) -> bool | None:
 
 
 def decode_all(
-    files: list[Path], image_size: int, channels: int, strict: bool
-) -> tuple[list[np.ndarray], list[int], list[tuple[Path, str]]]:
-    """Decode `files`; returns (arrays, indices of the decoded files, (path, reason) skipped)."""
+    files: list[Path], image_size: int, channels: int, skips: Skips
+) -> tuple[list[np.ndarray], list[int]]:
+    """Decode `files`; returns (arrays, indices of the decoded files); the rest go to skips."""
     arrays: list[np.ndarray] = []
     kept: list[int] = []
-    skipped: list[tuple[Path, str]] = []
     for i, path in enumerate(files):
         try:
             arrays.append(decode_image(path, image_size, channels))
-        except Exception as error:  # Pillow raises many exception types for malformed files
-            reason = f"{type(error).__name__}: {error}"
-            if strict:
-                raise ValueError(f"{path}: cannot read image: {reason}") from error
-            skipped.append((path, reason))
+        except ImageError as error:
+            skips.skip(path.name, f"{path}: cannot read image: {error.reason}")
             continue
         kept.append(i)
-    return arrays, kept, skipped
+    return arrays, kept
 
 
 def select_files(
@@ -203,17 +196,6 @@ def select_files(
     train_idx, test_idx = stratified_split_indices(every_label, test_fraction, seed)
     chosen = train_idx if split == "train" else test_idx
     return [every_file[i] for i in chosen], every_label[chosen], classes, every_file
-
-
-def warn_skipped(root: Path, skipped: list[tuple[Path, str]]) -> None:
-    """One warning with the number of skipped files and the first few names."""
-    shown = ", ".join(path.name for path, _ in skipped[:SHOWN_SKIPPED])
-    more = ", ..." if len(skipped) > SHOWN_SKIPPED else ""
-    warnings.warn(
-        f"{root}: skipped {len(skipped)} unreadable image file(s): {shown}{more} "
-        "(full list in ImageSet.skipped; strict=True raises instead)",
-        stacklevel=3,
-    )
 
 
 def load_folder(
@@ -242,15 +224,14 @@ def load_folder(
     if not files:
         raise ValueError(f"{root}: no images for split {split!r} (too few images to hold out?)")
     channels = 1 if all(is_gray_file(p) is not False for p in every_file) else 3
-    arrays, kept, skipped = decode_all(files, size, channels, strict)
-    if skipped:
-        warn_skipped(root, skipped)
+    skips = Skips(strict)
+    arrays, kept = decode_all(files, size, channels, skips)
+    skips.warn(root, "unreadable image file(s)", "ImageSet.skipped")
     if not arrays:
         raise ValueError(
             f"{root}: none of the {len(files)} image files of split {split!r} is readable"
         )
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    skipped_text = tuple(f"{path}: {reason}" for path, reason in skipped)
     return ImageSet(
-        images, torch.from_numpy(labels[kept]), classes, root.resolve().name, skipped_text
+        images, torch.from_numpy(labels[kept]), classes, root.resolve().name, skips.lines
     )

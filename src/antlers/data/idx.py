@@ -2,7 +2,9 @@
 
 An IDX file is: two zero bytes, one dtype code byte, one byte ndim, then ndim big-endian uint32
 dimensions, then the values in row-major (C) order, big-endian. Files may be gzipped; gzip is
-detected by its magic bytes (1f 8b), whatever the file name says.
+detected by its magic bytes (1f 8b), whatever the file name says. A gzipped file is decompressed
+only as far as its header announces (and never past ``MAX_IDX_BYTES``), so a gzip bomb costs no
+more memory than an honest file of the size it claims.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IDX_DTYPES", "read_idx", "write_idx"]
+__all__ = ["IDX_DTYPES", "MAX_IDX_BYTES", "read_idx", "write_idx"]
 
 # IDX dtype code -> big-endian NumPy dtype.
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -25,6 +27,7 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_IDX_BYTES = 1 << 32  # the largest payload a header may claim (EMNIST's largest is ~0.7 GB)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -36,9 +39,30 @@ def _read_bytes(path: Path) -> bytes:
     if data[:2] != GZIP_MAGIC:
         return data
     try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as error:
+        return _gunzip(path, data)
+    except zlib.error as error:
         raise ValueError(f"{path.name}: corrupt gzip data: {error}") from error
+
+
+def _gunzip(path: Path, data: bytes) -> bytes:
+    """Decompress the header, then at most the payload it announces plus one byte (so that a
+    file that is too long is still seen as such). What comes out is checked by ``read_idx``."""
+    stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip framing
+    out = bytearray(stream.decompress(data, 4))
+    if len(out) == 4 and out[:2] == b"\0\0" and out[2] in IDX_DTYPES:
+        out += stream.decompress(stream.unconsumed_tail, 4 * out[3])
+        if len(out) == 4 + 4 * out[3]:
+            dims = np.frombuffer(bytes(out), dtype=">u4", count=out[3], offset=4)
+            size = int(np.prod(dims, dtype=np.float64)) * IDX_DTYPES[out[2]].itemsize
+            if size > MAX_IDX_BYTES:
+                raise ValueError(
+                    f"{path.name}: header claims {size} bytes of data, more than the "
+                    f"{MAX_IDX_BYTES} an IDX file may hold here"
+                )
+            out += stream.decompress(stream.unconsumed_tail, size + 1)
+    if not stream.eof and not stream.unconsumed_tail:  # all input used, the stream unfinished
+        raise ValueError(f"{path.name}: corrupt gzip data: the stream ends early")
+    return bytes(out)
 
 
 def read_idx(path: str | Path) -> np.ndarray:

@@ -11,10 +11,13 @@ or ``root/train/{images,masks}`` and ``root/test/{images,masks}`` (``val/`` for 
 ``classes.txt``; without them a seeded 20% of the pairs is the test split.
 
 Each image is fitted to S x S (``ImageOps.fit``: scale the short side, centre-crop; bicubic), its
-mask by the same crop with nearest-neighbour, so ids are never blended. Errors are ValueErrors
+mask by the same crop with nearest-neighbour, so ids are never blended. A bad pair is one line
 naming the file: a mask of another size than its image (both sizes), an id that names no class
-(the id and the number of classes), an RGB or other non-id mask (its mode), a missing mask.
-Files are only read.
+(the id and the number of classes), an RGB or other non-id mask (its mode), a missing mask, an
+image or mask that ``antlers.io.images.open_image`` refuses. By the policy of
+``antlers.data.skips`` the pair is skipped and counted (``SegmentationSet.skipped``), or with
+``strict=True`` refused (DataError). A missing or unreadable classes.txt always raises. Files
+are only read.
 """
 
 from __future__ import annotations
@@ -25,15 +28,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from antlers.data.folder import (
-    IMAGE_EXTENSIONS,
-    SPLIT_FOLDERS,
-    list_images,
-    open_checked,
-    read_classes,
-)
+from antlers.data.folder import IMAGE_EXTENSIONS, SPLIT_FOLDERS, list_images, read_classes
 from antlers.data.segset import IGNORE_INDEX, SegmentationSet
-from antlers.io.images import to_8bit
+from antlers.data.skips import DataError, Skips
+from antlers.io.images import ImageError, open_image, to_8bit
 
 __all__ = ["load_mask_folder", "read_pair"]
 
@@ -43,17 +41,17 @@ MASK_MODES = ("L", "P")
 
 
 def read_mask(path: Path, num_classes: int) -> Image.Image:
-    """An id mask (mode L or P) with every id < num_classes or 255; ValueError otherwise."""
-    mask = open_checked(path)
+    """An id mask (mode L or P) with every id < num_classes or 255; DataError otherwise."""
+    mask = open_image(path)
     if mask.mode not in MASK_MODES:
-        raise ValueError(
+        raise DataError(
             f"{path}: mask has mode {mask.mode} ({len(mask.getbands())} channels); expected "
             f"class ids, one per pixel, in an 8-bit gray (L) or palette (P) PNG"
         )
     ids = np.unique(np.asarray(mask))
     bad = ids[(ids >= num_classes) & (ids != IGNORE_INDEX)]
     if bad.size:
-        raise ValueError(
+        raise DataError(
             f"{path}: class id {int(bad[0])} in the mask, but classes.txt has {num_classes} "
             f"classes (ids 0-{num_classes - 1}; 255 = ignore)"
         )
@@ -61,13 +59,15 @@ def read_mask(path: Path, num_classes: int) -> Image.Image:
 
 
 def read_pair(image_path: Path, mask_path: Path, size: int, num_classes: int) -> tuple:
-    """(image uint8 (C, S, S) with C = 3, mask uint8 (S, S)) fitted to size S."""
+    """(image uint8 (C, S, S) with C = 3, mask uint8 (S, S)) fitted to size S.
+
+    A bad pair raises DataError, or ImageError for a file ``open_image`` refuses."""
     if not mask_path.is_file():
-        raise ValueError(f"{image_path}: no mask {mask_path}")
-    image = to_8bit(open_checked(image_path)).convert("RGB")
+        raise DataError(f"{image_path}: no mask {mask_path}")
+    image = to_8bit(open_image(image_path)).convert("RGB")
     mask = read_mask(mask_path, num_classes)
     if image.size != mask.size:
-        raise ValueError(
+        raise DataError(
             f"{mask_path}: mask is {mask.size[0]}x{mask.size[1]} (width x height) but its image "
             f"{image_path.name} is {image.size[0]}x{image.size[1]}"
         )
@@ -104,9 +104,15 @@ def _pairs(root: Path, split: str, seed: int) -> tuple[Path, list[Path]]:
 
 
 def load_mask_folder(
-    root: str | Path, split: str = "train", *, image_size: int | None = None, seed: int = 0
+    root: str | Path,
+    split: str = "train",
+    *,
+    image_size: int | None = None,
+    seed: int = 0,
+    strict: bool = False,
 ) -> SegmentationSet:
-    """One split of a segmentation folder as images uint8 (N, 3, S, S) and masks (N, S, S)."""
+    """One split of a segmentation folder as images uint8 (N, 3, S, S) and masks (N, S, S);
+    bad pairs skipped and counted, or with ``strict`` refused (see the module docstring)."""
     root = Path(root).expanduser()
     if split not in SPLIT_FOLDERS:
         raise ValueError(f"split must be one of {list(SPLIT_FOLDERS)}, got {split!r}")
@@ -119,10 +125,18 @@ def load_mask_folder(
         raise ValueError(
             f"{root}: no images for split {split!r} (extensions: {', '.join(IMAGE_EXTENSIONS)})"
         )
-    pairs = []
+    pairs, skips = [], Skips(strict)
     for f in files:  # images/a/b.jpg pairs with masks/a/b.png
         mask = (folder / "masks" / f.relative_to(folder / "images")).with_suffix(".png")
-        pairs.append(read_pair(f, mask, size, len(classes)))
+        try:
+            pairs.append(read_pair(f, mask, size, len(classes)))
+        except (DataError, ImageError) as error:
+            skips.skip(f.name, str(error))
+    skips.warn(root, "image/mask pair(s)", "SegmentationSet.skipped")
+    if not pairs:
+        raise DataError(
+            f"{root}: none of the {len(files)} image/mask pairs of split {split!r} is usable"
+        )
     images = torch.from_numpy(np.stack([p[0] for p in pairs]))
     masks = torch.from_numpy(np.stack([p[1] for p in pairs]))
-    return SegmentationSet(images, masks, classes, root.resolve().name)
+    return SegmentationSet(images, masks, classes, root.resolve().name, skips.lines)

@@ -25,6 +25,7 @@ class SegmentationSet:
     masks: torch.Tensor
     classes: tuple[str, ...]
     name: str
+    skipped: tuple[str, ...] = ()  # pairs a folder loader left out, one line each
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.masks.dtype != torch.uint8:
@@ -55,4 +56,6 @@ class SegmentationSet:
     def subset(self, indices: Sequence[int]) -> SegmentationSet:
         """The images and masks at ``indices`` (in that order), same classes and name."""
         index = torch.as_tensor(list(indices), dtype=torch.long)
-        return SegmentationSet(self.images[index], self.masks[index], self.classes, self.name)
+        return SegmentationSet(
+            self.images[index], self.masks[index], self.classes, self.name, self.skipped
+        )

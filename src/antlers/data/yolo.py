@@ -6,7 +6,13 @@ class an integer in [0, K), the box's centre and size as fractions of the image'
 height. An image without a label file has no objects. With ``DIR/images/train`` and
 ``DIR/images/val`` (or ``test``) those are the splits.
 
-Every problem is a ValueError naming the file, the line and what is wrong.
+Every problem is one line naming the file, the line and what is wrong: a label line without
+5 fields, a field that is not a finite number (NaN, inf), a class id out of [0, K), a box with
+a width or height <= 0 or wholly outside its image (centre and size as fractions), a label
+file that is not UTF-8 text, an image file that ``antlers.io.images.open_image`` refuses. By
+the policy of ``antlers.data.skips`` the line (or the image, with its label file) is skipped
+and counted, or with ``strict=True`` refused (DataError). A missing classes.txt or images
+folder, or no usable image at all, is always refused.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from pathlib import Path
 
 import torch
 
-from antlers.data.annotations import Annotations, inside_root, read_rgb
+from antlers.data.annotations import Annotations, image_size, inside_root, outside
 from antlers.data.boxset import BoxCounts, DetectionSet
 from antlers.data.folder import read_classes
+from antlers.data.skips import DataError, Skips
 
 __all__ = ["read_yolo", "read_yolo_annotations", "write_yolo", "yolo_splits"]
 
@@ -36,64 +43,105 @@ def yolo_splits(folder: Path) -> dict[str, str] | None:
 
 
 def _parse_line(line: str, file: Path, number: int, n_classes: int) -> tuple[int, list[float]]:
-    """(class, [cx, cy, w, h]) of one label line; ValueError naming file:line and the problem."""
+    """(class, [cx, cy, w, h]) of one label line; DataError naming file:line and the problem."""
     fields = line.split()
     where = f"{file}:{number}"
     if len(fields) != 5:
-        raise ValueError(f"{where}: expected 5 fields 'class cx cy w h', got {len(fields)}")
+        raise DataError(f"{where}: expected 5 fields 'class cx cy w h', got {len(fields)}")
     try:
         values = [float(v) for v in fields[1:]]
         k = float(fields[0])
     except ValueError:
-        raise ValueError(f"{where}: non-numeric field in {line.strip()!r}") from None
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"{where}: non-finite number in {line.strip()!r}")
+        raise DataError(f"{where}: non-numeric field in {line.strip()!r:.80}") from None
+    if not all(math.isfinite(v) for v in [k, *values]):
+        raise DataError(f"{where}: non-finite number in {line.strip()!r:.80}")
     if k != int(k) or not 0 <= k < n_classes:
-        raise ValueError(f"{where}: class id {fields[0]} out of range [0, {n_classes})")
+        raise DataError(f"{where}: class id {fields[0]:.20} out of range [0, {n_classes})")
     if values[2] <= 0 or values[3] <= 0:
-        raise ValueError(f"{where}: degenerate box (width and height must be > 0)")
+        raise DataError(f"{where}: degenerate box (width and height must be > 0)")
     return int(k), values
 
 
-def read_yolo_annotations(folder: str | Path, subset: str | None = None) -> Annotations:
-    """The images and boxes of a YOLO folder (or of its images/<subset>), checked."""
+def _read_labels(
+    label_file: Path, size: tuple[int, int], n_classes: int, skips: Skips
+) -> tuple[list[list[float]], list[int]] | None:
+    """The xyxy pixel boxes and classes of one label file, bad lines skipped (or refused);
+    None (the image skipped) when the file is not UTF-8 text."""
+    boxes: list[list[float]] = []
+    labels: list[int] = []
+    if not label_file.is_file():
+        return boxes, labels
+    try:
+        text = label_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        where = f"{label_file}: not UTF-8 text (invalid byte at offset {error.start})"
+        skips.skip(label_file.name, f"{where}; its image is left out")
+        return None
+    h, w = size
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            k, (cx, cy, bw, bh) = _parse_line(line, label_file, number, n_classes)
+        except DataError as error:
+            skips.skip(f"{label_file.name}:{number}", str(error))
+            continue
+        x0, y0 = (cx - bw / 2) * w, (cy - bh / 2) * h
+        box = [x0, y0, x0 + bw * w, y0 + bh * h]
+        if skips.strict and outside(box, size):
+            raise DataError(f"{label_file}:{number}: box lies outside its image ({w}x{h})")
+        boxes.append(box)
+        labels.append(k)
+    return boxes, labels
+
+
+def read_yolo_annotations(
+    folder: str | Path, subset: str | None = None, *, strict: bool = False
+) -> Annotations:
+    """The images and boxes of a YOLO folder (or of its images/<subset>), checked; bad lines
+    and images skipped and counted, or with ``strict`` refused (see the module docstring)."""
     folder = Path(folder)
     classes = read_classes(folder)
     images_dir = folder / "images" / (subset or "")
     if not images_dir.is_dir():
-        raise ValueError(f"{folder}: no images folder {images_dir}")
+        raise DataError(f"{folder}: no images folder {images_dir}")
+    skips = Skips(strict)
     result = Annotations(
-        folder, folder, [], [], [], [], classes, tuple(range(len(classes))), BoxCounts()
+        folder, folder, [], [], [], [], classes, tuple(range(len(classes))), BoxCounts(), skips
     )
-    files = sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
+    )
     for file in files:
         relative = file.relative_to(folder / "images")
-        path = inside_root(folder, f"images/{relative.as_posix()}", folder, f"image {relative}")
-        h, w = read_rgb(path, folder, f"image {relative}").shape[:2]
+        where = f"image {relative}"
+        path = inside_root(folder, f"images/{relative.as_posix()}", folder, where)
         label_file = (folder / "labels" / relative).with_suffix(".txt")
-        boxes, labels = [], []
-        if label_file.is_file():
-            for number, line in enumerate(label_file.read_text().splitlines(), 1):
-                if not line.strip():
-                    continue
-                k, (cx, cy, bw, bh) = _parse_line(line, label_file, number, len(classes))
-                x0, y0 = (cx - bw / 2) * w, (cy - bh / 2) * h
-                boxes.append([x0, y0, x0 + bw * w, y0 + bh * h])
-                labels.append(k)
+        size = image_size(path, folder, where, skips)
+        read = None if size is None else _read_labels(label_file, size, len(classes), skips)
+        if size is None or read is None:
+            continue
+        boxes, labels = read
         result.add(
             path,
-            (h, w),
+            size,
             torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
             torch.tensor(labels, dtype=torch.long),
         )
+    skips.warn(folder, "entries", "DetectionSet.skipped")
     if not result.files:
-        raise ValueError(f"{images_dir}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DataError(
+            f"{images_dir}: no usable image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     return result
 
 
-def read_yolo(folder: str | Path, image_size: int, subset: str | None = None) -> DetectionSet:
-    """A YOLO folder (or one of its subsets), images resized to image_size x image_size."""
-    return read_yolo_annotations(folder, subset).to_set(image_size)
+def read_yolo(
+    folder: str | Path, image_size: int, subset: str | None = None, *, strict: bool = False
+) -> DetectionSet:
+    """A YOLO folder (or one of its subsets), images resized to image_size x image_size;
+    ``strict``: refuse a bad line or image instead of skipping it."""
+    return read_yolo_annotations(folder, subset, strict=strict).to_set(image_size)
 
 
 def write_yolo(annotations: Annotations, out: str | Path) -> Path:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from antlers.io.images import image_to_tensor
+from antlers.io.images import image_to_tensor, open_image
 
 __all__ = [
     "Subject",
@@ -34,6 +34,11 @@ __all__ = [
 
 TORCHVISION_SIZE = 64  # a torchvision model without a run looks at built-in shapes this size
 TORCHVISION_IMAGES = 256
+
+
+# The most pixels slide_image reads from a file: every layer of the classifier runs at the
+# image's size, so a 64-channel layer holds 64 floats a pixel. Larger images are refused.
+SLIDE_PIXELS = 2048 * 2048
 
 
 @dataclass
@@ -201,7 +206,8 @@ def slide_image(
 ) -> tuple[list[Path], dict[str, Any]]:
     """Slide the subject's classifier over a larger image: per-class heat maps (the moose detector).
 
-    image: a file (read in the run's channels, not resized) or a float tensor (C, H, W).
+    image: a file (read in the run's channels, not resized; at most ``SLIDE_PIXELS``, as every
+    layer runs at the image's size) or a float tensor (C, H, W).
     Returns the written files and a summary: window, stride, positions, and per class the
     highest probability with its window as xyxy pixels.
     """
@@ -211,7 +217,9 @@ def slide_image(
 
     fcn = fully_convolutional(subject.model.eval(), window=subject.image_size)
     is_tensor = isinstance(image, Tensor)
-    x = image.float() if is_tensor else image_to_tensor(image, subject.in_channels)
+    if not is_tensor:
+        image = image_to_tensor(open_image(image, SLIDE_PIXELS), subject.in_channels)
+    x = image.float()
     if x.dim() != 3 or x.shape[0] != subject.in_channels:
         raise ValueError(f"image must be ({subject.in_channels}, H, W), got {tuple(x.shape)}")
     with torch.no_grad():

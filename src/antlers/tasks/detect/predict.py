@@ -102,9 +102,9 @@ def predict_files(
 ) -> list[dict[str, Any]]:
     """One row per file: detections (score >= 0.5 in the text), drawn PNG and COCO JSON in out."""
     from antlers.io.files import atomic_write
-    from antlers.io.images import read_images
+    from antlers.io.images import FULL_SIZE_PIXELS, read_images
 
-    pictures = read_images(paths)
+    pictures = read_images(paths, FULL_SIZE_PIXELS)  # drawn at their own size
     predictions = detect(task, model, config, pictures)
     classes = list(config.classes)
     ids = config.category_ids or range(len(classes))

@@ -69,7 +69,7 @@ class DetectTask:
     def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> TaskData:
         from antlers.data.detection import load_detection
 
-        options = {"image_size": config.image_size, "seed": config.seed}
+        options = {"image_size": config.image_size, "seed": config.seed, "strict": config.strict}
         train, val = validation_split(load_detection(config.data, "train", **options), config.seed)
         test = load_detection(config.data, "test", **options)
         if config.model not in ("", self.default_model):

@@ -150,13 +150,14 @@ def predict_files(
     """Segment each file; write NAME_mask.png and NAME_overlay.png into ``out``; one row each."""
     from PIL import Image
 
-    from antlers.io.images import read_images
+    from antlers.io.images import FULL_SIZE_PIXELS, read_images
     from antlers.viz.figures import save_figure
 
     classes, c = config.classes, config.in_channels
     flat = [v for colour in palette(classes) for v in colour]
     rows = []
-    for name, picture in zip(paths, read_images(paths), strict=True):
+    pictures = read_images(paths, FULL_SIZE_PIXELS)  # segmented at their own size
+    for name, picture in zip(paths, pictures, strict=True):
         x = image_to_tensor(picture, c)
         ids = segment_batch(task, model, x[None], config.image_size[0])[0]
         mask = Image.fromarray(ids.numpy().astype(np.uint8), mode="L")

@@ -53,9 +53,10 @@ def load_segmentation(
     image_size: int | None = None,
     seed: int = 0,
     n: int | None = None,
+    strict: bool = False,
 ) -> SegmentationSet:
     """``scenes`` (built in; ``n`` scenes, default 4000 train / 500 test), else a segmentation
-    folder (see ``antlers.data.mask_folder``)."""
+    folder (see ``antlers.data.mask_folder``; ``strict``: refuse a bad pair, not skip it)."""
     if name_or_path == "scenes":
         from antlers.data.street_scenes import load_street_scenes
 
@@ -68,7 +69,7 @@ def load_segmentation(
         )
     from antlers.data.mask_folder import load_mask_folder
 
-    return load_mask_folder(path, split, image_size=image_size, seed=seed)
+    return load_mask_folder(path, split, image_size=image_size, seed=seed, strict=strict)
 
 
 def dice_loss(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
@@ -115,9 +116,10 @@ class SegmentTask:
 
     def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> TaskData:
         counts = self.scenes or (None, None)
-        whole = load_segmentation(config.data, "train", config.image_size, config.seed, counts[0])
+        size, seed, strict = config.image_size, config.seed, config.strict
+        whole = load_segmentation(config.data, "train", size, seed, counts[0], strict)
         train, val = validation_split(whole, config.seed)
-        test = load_segmentation(config.data, "test", config.image_size, config.seed, counts[1])
+        test = load_segmentation(config.data, "test", size, seed, counts[1], strict)
         model = config.model or self.default_model
         fields = model_fields(self.name, model, config.data, train.images, train.classes)
         model_config = SegmentConfig(**fields, tta_flip=bool(config.augment))
