@@ -33,7 +33,8 @@ SAMPLERS = ("ddpm", "ddim")
 # 1000 steps (docs/experiments/generate-samplers.md).
 DEFAULT_ETA = 1.0
 
-# eps_theta(x_t, t, labels or None) -> predicted noise, all (B, C, H, W)
+# eps_theta(x_t, t, labels or None) -> predicted noise, all (B, C, H, W); labels are class
+# indices (B,) or caption token ids (B, L), -1 meaning "no condition"
 EpsModel = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 
 
@@ -159,8 +160,8 @@ def sample(
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
-    if labels is not None and labels.shape != (shape[0],):
-        raise ValueError(f"labels must have shape ({shape[0]},), got {tuple(labels.shape)}")
+    if labels is not None and labels.shape[:1] != (shape[0],):
+        raise ValueError(f"labels must have shape ({shape[0]}, ...), got {tuple(labels.shape)}")
     T = schedule.timesteps
     times = list(range(T - 1, -1, -1)) if sampler == "ddpm" else sampling_timesteps(T, steps or 50)
     g = torch.Generator().manual_seed(seed)

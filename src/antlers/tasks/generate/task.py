@@ -10,6 +10,9 @@ evaluated, saved and sampled from.
 Model names: ``unet_tiny``, ``unet_small``, ``unet`` (sizes in ``unet.UNET_SIZES``),
 optionally followed by ``:linear`` or ``:cosine`` to pick the noise schedule (default cosine),
 e.g. ``--model unet_small:linear``. Images: float (B, C, H, W) in [0, 1] outside, [-1, 1] inside.
+
+``--data captions`` trains on captions instead of classes (captioned.py): the labels are then
+token ids (B, L), and dropping a label drops the whole caption.
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ from antlers.tasks.base import (
     TaskData,
     model_fields,
 )
+from antlers.tasks.generate.captioned import (
+    CAPTIONS,
+    build_caption_unet,
+    caption_data,
+    caption_eval_loader,
+    is_caption_run,
+    prompt_tokens,
+)
 from antlers.tasks.generate.sampling import Sample, sample
 from antlers.tasks.generate.schedule import NOISE_SCHEDULES, NoiseSchedule, q_sample
 from antlers.tasks.generate.unet import UNET_SIZES, DiffusionUNet, UNetConfig
@@ -51,11 +62,15 @@ VAL_IMAGES = 1000  # the validation (and the final test) loss uses at most this 
 @dataclass(frozen=True, kw_only=True)
 class GenerateConfig(ModelConfig):
     """A diffusion run's model config: the noise schedule and its T, and the label dropout the
-    model was trained with. ``mean``/``std`` stay empty (the U-Net sees [-1, 1] pixels)."""
+    model was trained with. ``mean``/``std`` stay empty (the U-Net sees [-1, 1] pixels).
+    Caption runs: ``vocabulary`` (the tokenizer's words; empty for class runs) and
+    ``max_words`` (the longest caption, the text encoder's positions)."""
 
     noise_schedule: str = "cosine"
     timesteps: int = 1000
     p_uncond: float = 0.1
+    vocabulary: tuple[str, ...] = ()
+    max_words: int = 0
 
 
 def parse_unet_name(name: str) -> tuple[str, str]:
@@ -70,8 +85,9 @@ def parse_unet_name(name: str) -> tuple[str, str]:
     return size, schedule
 
 
-def build_unet(config: GenerateConfig) -> DiffusionUNet:
-    """The U-Net named by ``config.model`` for the config's channels, size and classes."""
+def build_unet(config: GenerateConfig) -> nn.Module:
+    """The U-Net named by ``config.model`` for the config's channels, size and classes (a
+    ``CaptionUNet`` for a caption run)."""
     size, _ = parse_unet_name(config.model)
     channels, mults, blocks, attention, patch = UNET_SIZES[size]
     unet = UNetConfig(
@@ -84,7 +100,7 @@ def build_unet(config: GenerateConfig) -> DiffusionUNet:
         attention=attention,
         patch=patch,
     )
-    return DiffusionUNet(unet)
+    return build_caption_unet(config, unet) if is_caption_run(config) else DiffusionUNet(unet)
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,8 @@ class GenerateTask:
     def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> TaskData:
         from antlers.data import load_dataset
 
+        if config.data == CAPTIONS:
+            return caption_data(self, config, config.model or self.default_model, rank, world_size)
         kwargs = {"data_dir": config.data_dir, "image_size": config.image_size}
         kwargs |= {"strict": config.strict, "seed": config.seed}
         whole = load_dataset(config.data, "train", **kwargs)
@@ -151,7 +169,7 @@ class GenerateTask:
             model_config=model_config,
         )
 
-    def build_model(self, config: GenerateConfig) -> DiffusionUNet:
+    def build_model(self, config: GenerateConfig) -> nn.Module:
         return build_unet(config)
 
     def noise_loss(
@@ -162,13 +180,14 @@ class GenerateTask:
         return F.mse_loss(model(x_t, t, labels).float(), noise)
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Noise at a uniform random t (DDPM algorithm 1); ``p_uncond`` of labels -> null (-1).
-        Randomness comes from the global RNG, which the engine seeds per step."""
+        """Noise at a uniform random t (DDPM algorithm 1); ``p_uncond`` of labels (captions:
+        whole rows of token ids) -> null (-1). Randomness comes from the global RNG, which the
+        engine seeds per step."""
         images, labels = batch["image"], batch["label"]
         t = torch.randint(0, self.timesteps, (len(images),), device=images.device)
         noise = torch.randn_like(images)
         drop = torch.rand(len(labels), device=labels.device) < self.p_uncond
-        labels = torch.where(drop, -1, labels)
+        labels = torch.where(drop.view(-1, *[1] * (labels.ndim - 1)), -1, labels)
         return {"loss": self.noise_loss(model, images, labels, t, noise)}
 
     def predict(self, model: nn.Module, config: GenerateConfig, images: Any) -> Any:
@@ -201,12 +220,18 @@ class GenerateTask:
         seed: int = 0,
     ) -> TensorLoader:
         """The ``split`` of ``data`` at the model's image size (see ``eval_image_set``)."""
+        if is_caption_run(config):
+            return caption_eval_loader(config, split, seed)
         return image_eval_loader(config, data, split, data_dir, seed, batch_size=250)
 
     def labels_for(self, classes: Sequence[str], n: int, label: str | int | None) -> Tensor:
         """(n,) labels: all ``label`` (a class name or index), or each class in turn if None."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        if not classes:
+            raise ValueError(
+                "this run draws captions: give a prompt (--prompt 'a red circle'; '' for none)"
+            )
         if label is None:
             return torch.arange(n) % len(classes)
         if isinstance(label, str) and label in classes:  # a name first, then an index
@@ -217,12 +242,16 @@ class GenerateTask:
             raise ValueError(f"class index {label} out of range [0, {len(classes)})")
         return torch.full((n,), int(label), dtype=torch.long)
 
+    def prompt_tokens(self, config: GenerateConfig, n: int, prompt: str | list[str]) -> Tensor:
+        """A caption run's token ids (n, L) for ``prompt`` (see ``captioned.prompt_tokens``)."""
+        return prompt_tokens(config, n, prompt)
+
     def sample(
         self, model: nn.Module, config: GenerateConfig, labels: Tensor, **options: Any
     ) -> Sample:
-        """``Run.sample``: one image per label (n,) (-1: unconditional) from ``model`` with the
-        schedule ``config`` names; ``options`` go to ``sampling.sample`` (sampler, steps, eta,
-        guidance, seed)."""
+        """``Run.sample``: one image per label (n,) (-1: unconditional) or caption (n, L) token
+        ids (``captioned.prompt_tokens``) from ``model`` with the schedule ``config`` names;
+        ``options`` go to ``sampling.sample`` (sampler, steps, eta, guidance, seed)."""
         schedule = NoiseSchedule.make(config.noise_schedule, config.timesteps)
         h, w = config.image_size
         device = next(model.parameters()).device
@@ -236,7 +265,8 @@ class GenerateTask:
         raise ValueError("a generate run makes images instead of predicting: use antlers sample")
 
     def report(self, run_dir: Path, model: nn.Module, data: TaskData) -> dict[str, Any]:
-        """A class-conditional sample grid, the noising-schedule plot and a trajectory strip."""
+        """A class-conditional (or prompt) sample grid, the noising-schedule plot and a
+        trajectory strip."""
         from antlers.tasks.generate.report import write_report
 
         return write_report(self, run_dir, model, data)

@@ -13,29 +13,38 @@ Layout (Ho et al. 2020, appendix B, after PixelCNN++; scaled down for 28-32 px o
 * an encoder that halves the resolution ``len(mults) - 1`` times (stride-2 convs), a middle at the
   lowest resolution with self-attention, a decoder that upsamples (nearest + conv) and
   concatenates the encoder's features at each resolution (the U-Net skip connections);
-* the output has the input's shape: the predicted noise epsilon.
+* the output has the input's shape: the predicted noise epsilon;
+* with ``context_dim`` > 0 the network is conditioned on a caption instead (text.py encodes it
+  as a ``Context``): every block below the full resolution and the middle attend to the
+  caption's tokens (cross-attention, as in Stable Diffusion and Imagen), and the caption's
+  pooled embedding is added to the time embedding. Without it, no cross-attention exists and
+  the weights are those of the class-conditional network.
 
-``forward(x, t, labels)``: x (B, C, H, W) in [-1, 1], t int64 (B,) in [0, T), labels int64 (B,)
-in [0, num_classes] (num_classes or -1 = null / unconditional) or None (all unconditional).
+``forward(x, t, labels, context)``: x (B, C, H, W) in [-1, 1], t int64 (B,) in [0, T), labels
+int64 (B,) in [0, num_classes] (num_classes or -1 = null / unconditional) or None (all
+unconditional); context: a ``Context`` (caption networks) or None.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["UNET_SIZES", "DiffusionUNet", "UNetConfig", "timestep_embedding"]
+__all__ = ["UNET_SIZES", "Context", "CrossAttention", "DiffusionUNet", "UNetConfig",
+           "timestep_embedding"]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class UNetConfig:
     """The network's shape. ``mults``: channel multipliers per resolution (len - 1 halvings);
     ``attention``: self-attention at the lowest resolution; ``blocks``: residual blocks per
-    level; ``patch``: pixels folded into channels first (1: none)."""
+    level; ``patch``: pixels folded into channels first (1: none); ``context_dim``: the width
+    of the caption tokens attended to (0: class-conditional, no cross-attention)."""
 
     in_channels: int = 1
     image_size: int = 28
@@ -46,6 +55,7 @@ class UNetConfig:
     attention: bool = True
     dropout: float = 0.0
     patch: int = 1
+    context_dim: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mults", tuple(self.mults))
@@ -113,6 +123,36 @@ class SelfAttention(nn.Module):
         return x + out.transpose(1, 2).reshape(b, c, h, w)
 
 
+class Context(NamedTuple):
+    """An encoded caption: tokens (B, L, D), padding (B, L) bool (True: masked out), pooled
+    (B, D). Every caption has at least one unmasked token (the start token)."""
+
+    tokens: Tensor
+    padding: Tensor
+    pooled: Tensor
+
+
+class CrossAttention(nn.Module):
+    """x + multi-head attention from each position of x (queries) to the caption's tokens (keys
+    and values), padding masked out: how a pixel reads the words (Rombach et al. 2022)."""
+
+    def __init__(self, channels: int, context_dim: int, heads: int = 4):
+        super().__init__()
+        self.norm = _norm(channels)
+        self.attn = nn.MultiheadAttention(
+            channels, heads, kdim=context_dim, vdim=context_dim, batch_first=True
+        )
+
+    def forward(self, x: Tensor, context: Context) -> Tensor:
+        b, c, h, w = x.shape
+        queries = self.norm(x).flatten(2).transpose(1, 2)  # (B, H*W, C)
+        out, _ = self.attn(
+            queries, context.tokens, context.tokens, key_padding_mask=context.padding,
+            need_weights=False,
+        )  # fmt: skip
+        return x + out.transpose(1, 2).reshape(b, c, h, w)
+
+
 class DiffusionUNet(nn.Module):
     """eps_theta(x_t, t, y): see the module docstring for the layout and the label convention."""
 
@@ -127,9 +167,12 @@ class DiffusionUNet(nn.Module):
         widths = [c * m for m in config.mults]
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         skips, width = [c], c
+        self.cross = nn.ModuleDict()  # block name -> CrossAttention (caption networks only)
+        self.context_emb = nn.Linear(config.context_dim, emb) if config.context_dim else None
         for level, w in enumerate(widths):
             for _ in range(config.blocks):
                 self.down.append(ResBlock(width, w, emb, config.dropout))
+                self._add_cross(f"down{len(self.down) - 1}", level, w)
                 width = w
                 skips.append(width)
             if level < len(widths) - 1:
@@ -137,11 +180,13 @@ class DiffusionUNet(nn.Module):
                 skips.append(width)
         self.mid1 = ResBlock(width, width, emb, config.dropout)
         self.mid_attn = SelfAttention(width) if config.attention else nn.Identity()
+        self._add_cross("mid", len(widths), width)
         self.mid2 = ResBlock(width, width, emb, config.dropout)
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for level, w in reversed(list(enumerate(widths))):
             for _ in range(config.blocks + 1):
                 self.up.append(ResBlock(width + skips.pop(), w, emb, config.dropout))
+                self._add_cross(f"up{len(self.up) - 1}", level, w)
                 width = w
             if level > 0:
                 self.upsample.append(nn.Conv2d(width, width, 3, padding=1))
@@ -150,34 +195,54 @@ class DiffusionUNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
+    def _add_cross(self, name: str, level: int, channels: int) -> None:
+        """Cross-attention after block ``name`` when the network reads captions and ``level`` is
+        below the full resolution (the middle counts as the level below the lowest)."""
+        if self.config.context_dim and level > 0:
+            self.cross[name] = CrossAttention(channels, self.config.context_dim)
+
+    def _attend(self, name: str, h: Tensor, context: Context | None) -> Tensor:
+        if context is None or name not in self.cross:
+            return h
+        return self.cross[name](h, context)
+
     @property
     def null_class(self) -> int:
         return self.config.num_classes
 
-    def embed(self, t: Tensor, labels: Tensor | None) -> Tensor:
-        """Time embedding plus class embedding (the null class where labels is None): (B, 4c)."""
+    def embed(self, t: Tensor, labels: Tensor | None, context: Context | None = None) -> Tensor:
+        """Time embedding plus class embedding (the null class where labels is None) plus the
+        caption's pooled embedding when given: (B, 4c)."""
         if labels is None:
             labels = torch.full_like(t, self.null_class)
         labels = torch.where(labels < 0, self.null_class, labels)  # -1 also means "no class"
         emb = self.time_mlp(timestep_embedding(t, self.config.channels))
+        if context is not None and self.context_emb is not None:
+            emb = emb + self.context_emb(context.pooled)
         return emb + self.class_emb(labels)
 
-    def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
-        emb = self.embed(t, labels)
+    def forward(
+        self, x: Tensor, t: Tensor, labels: Tensor | None = None, context: Context | None = None
+    ) -> Tensor:
+        emb = self.embed(t, labels, context)
         h = self.conv_in(F.pixel_unshuffle(x, self.config.patch))
-        hs, blocks, levels = [h], iter(self.down), len(self.config.mults)
+        hs, levels = [h], len(self.config.mults)
+        blocks = iter(enumerate(self.down))
         for level in range(levels):
             for _ in range(self.config.blocks):
-                h = next(blocks)(h, emb)
+                i, block = next(blocks)
+                h = self._attend(f"down{i}", block(h, emb), context)
                 hs.append(h)
             if level < levels - 1:
                 h = self.downsample[level](h)
                 hs.append(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
-        blocks = iter(self.up)
+        h = self.mid_attn(self.mid1(h, emb))
+        h = self.mid2(self._attend("mid", h, context), emb)
+        blocks = iter(enumerate(self.up))
         for level in range(levels):
             for _ in range(self.config.blocks + 1):
-                h = next(blocks)(torch.cat([h, hs.pop()], dim=1), emb)
+                i, block = next(blocks)
+                h = self._attend(f"up{i}", block(torch.cat([h, hs.pop()], dim=1), emb), context)
             if level < levels - 1:
                 h = self.upsample[level](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(h))), self.config.patch)

@@ -1,0 +1,208 @@
+"""Text-conditioned diffusion on the captioned world: the grammar, the tokenizer, the judge, the
+caption network's cross-attention, guidance, seeds and ``antlers sample --prompt``."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from antlers.cli import main
+from antlers.data.captions import (
+    HELD_OUT,
+    VOCABULARY,
+    Caption,
+    Thing,
+    all_captions,
+    load_captions,
+    parse_caption,
+    render_captions,
+)
+from antlers.engine.checkpoint import save_weights
+from antlers.run import Run
+from antlers.tasks.generate.caption_eval import eval_prompts, judge_run
+from antlers.tasks.generate.captioned import MAX_WORDS
+from antlers.tasks.generate.judge import Found, judge, relative_position, validate_shapes
+from antlers.tasks.generate.task import GenerateConfig, GenerateTask, build_unet
+from antlers.tasks.generate.text import Tokenizer
+from antlers.tasks.generate.unet import DiffusionUNet, UNetConfig
+
+SWAP = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
+def caption_config(size: int = 24, model: str = "unet_tiny") -> GenerateConfig:
+    return GenerateConfig(
+        task="generate", model=model, data="captions", classes=(), in_channels=3,
+        image_size=(size, size), vocabulary=VOCABULARY, max_words=MAX_WORDS,
+    )  # fmt: skip
+
+
+def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """``model`` with every weight drawn at random (the zero-initialised output convs too, which
+    would otherwise hide any dependence on the caption)."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.2)
+    return model.eval()
+
+
+def test_every_caption_round_trips_through_text_parser_and_tokenizer():
+    tokenizer = Tokenizer(VOCABULARY, MAX_WORDS)
+    captions = all_captions()
+    assert len({str(c) for c in captions}) == len(captions)
+    for caption in captions:
+        assert parse_caption(str(caption)) == caption
+        assert tokenizer.decode(tokenizer.encode(str(caption))) == str(caption)
+    assert {c.kind for c in captions} == {
+        "single_object", "two_object", "counting", "colors", "position", "color_attr"
+    }  # fmt: skip
+    assert str(Caption("counting", (Thing("square", "yellow", 2),))) == "two yellow squares"
+
+
+@pytest.mark.parametrize("text", ["a red", "two red circle", "a red circle and a red square",
+                                  "a red circle above a red circle", "red circle"])  # fmt: skip
+def test_ungrammatical_captions_are_refused(text):
+    with pytest.raises(ValueError, match="not a caption of the grammar"):
+        parse_caption(text)
+
+
+def test_unknown_word_refused_with_one_line_listing_the_known_words():
+    with pytest.raises(ValueError, match="unknown word") as error:
+        Tokenizer(VOCABULARY, MAX_WORDS).encode("a purple circle")
+    message = str(error.value)
+    assert "'purple'" in message
+    assert "\n" not in message
+    assert all(word in message for word in VOCABULARY)
+    assert Tokenizer(VOCABULARY, MAX_WORDS).encode("") == []  # the empty prompt: unconditional
+
+
+def test_splits_are_seeded_and_training_never_shows_a_held_out_pair():
+    train = load_captions("train", 400, seed=3)
+    assert torch.equal(train.images, load_captions("train", 400, seed=3).images)
+    assert not torch.equal(train.images, load_captions("test", 400, seed=3).images)
+    pixels = train.images.permute(0, 2, 3, 1).reshape(-1, 3).numpy()
+    from antlers.tasks.generate.judge import find_objects
+
+    seen = {(o.colour, o.shape) for image in train.images.numpy() for o in find_objects(image)}
+    assert seen.isdisjoint(HELD_OUT)
+    assert len(seen) == 12 - len(HELD_OUT)
+    assert len(np.unique(pixels, axis=0)) == 5  # background + 4 colours, exactly
+    held = load_captions("held_out", 100, seed=3)
+    assert all(any((t.colour, t.shape) in HELD_OUT for t in parse_caption(c).things)
+               for c in held.captions)  # fmt: skip
+
+
+def test_judge_scores_real_renders_of_every_caption_as_right():
+    captions = all_captions()
+    images = render_captions(captions, 32, seed=1, held_out=True).numpy()
+    right = [judge(image, caption) for image, caption in zip(images, captions, strict=True)]
+    assert np.mean(right) >= 0.99
+    assert validate_shapes(32, per_pair=10) >= 0.99
+
+
+def wrong_captions(caption: Caption) -> list[Caption]:
+    """Deliberately wrong descriptions: colours swapped, relation swapped, count changed."""
+    wrong = []
+    if caption.kind == "position":
+        wrong.append(dataclasses.replace(caption, relation=SWAP[caption.relation]))
+    if caption.kind in ("position", "color_attr") and len({t.colour for t in caption.things}) == 2:
+        a, b = caption.things
+        swapped = (dataclasses.replace(a, colour=b.colour), dataclasses.replace(b, colour=a.colour))
+        wrong.append(dataclasses.replace(caption, things=swapped))
+    if caption.kind == "counting":
+        thing = caption.things[0]
+        wrong.append(Caption("counting", (dataclasses.replace(thing, count=3 - thing.count),)))
+    return wrong
+
+
+def test_judge_scores_renders_of_wrong_captions_as_wrong():
+    captions = [c for c in all_captions() if wrong_captions(c)]
+    images = render_captions(captions, 32, seed=2, held_out=True).numpy()
+    judged = [judge(image, w) for image, c in zip(images, captions, strict=True)
+              for w in wrong_captions(c)]  # fmt: skip
+    assert len(judged) > 900
+    assert not any(judged)
+
+
+def test_relative_position_follows_genevals_rule_in_image_coordinates():
+    box = lambda x, y: Found("red", "circle", (x - 3, y - 3, x + 3, y + 3), 36)  # noqa: E731
+    assert relative_position(box(5, 16), box(25, 16)) == {"left of"}
+    assert relative_position(box(25, 16), box(5, 16)) == {"right of"}
+    assert relative_position(box(16, 4), box(16, 26)) == {"above"}  # y grows downwards
+    assert relative_position(box(5, 5), box(25, 25)) == {"left of", "above"}
+    assert relative_position(box(16, 16), box(17, 16)) == set()  # within the size threshold
+
+
+def test_cross_attention_depends_on_the_caption_and_not_on_padding():
+    config = caption_config(24)
+    model = randomized(build_unet(config))
+    tokenizer = Tokenizer(VOCABULARY, MAX_WORDS)
+    x, t = torch.randn(1, 3, 24, 24), torch.tensor([500])
+    with torch.no_grad():
+        red = model(x, t, tokenizer.batch(["a red circle"]))
+        blue = model(x, t, tokenizer.batch(["a blue circle"]))
+        short = model(x, t, tokenizer.batch(["a red circle"], length=3))
+    assert (red - blue).abs().max() > 1e-3
+    torch.testing.assert_close(short, red, atol=1e-5, rtol=1e-5)
+
+
+def test_class_unet_has_no_cross_attention_so_class_weights_load_unchanged():
+    keys = DiffusionUNet(UNetConfig()).state_dict().keys()
+    assert not any("cross" in k or "context" in k for k in keys)
+
+
+def test_guidance_zero_is_the_unconditional_model_and_the_empty_prompt():
+    config, task = caption_config(24), GenerateTask()
+    model = randomized(build_unet(config))
+    prompt = task.prompt_tokens(config, 2, "a red circle above a blue square")
+    empty = task.prompt_tokens(config, 2, "")
+    draw = lambda tokens, g: task.sample(model, config, tokens, guidance=g, steps=3, seed=0).images  # noqa: E731
+    torch.testing.assert_close(draw(prompt, 0.0), draw(empty, 1.0))
+    assert (draw(prompt, 1.0) - draw(empty, 1.0)).abs().max() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def caption_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised caption run's weights file (24 px, unet_tiny)."""
+    config = caption_config(24)
+    path = tmp_path_factory.mktemp("caption") / "caption.safetensors"
+    return save_weights(randomized(build_unet(config)), path, config.to_dict())
+
+
+def test_run_sample_with_a_prompt_same_seed_same_images(caption_weights: Path):
+    run = Run.load(caption_weights)
+    first = run.sample(3, steps=4, prompt="two red squares", seed=5)
+    assert first.shape == (3, 3, 24, 24)
+    assert torch.equal(first, run.sample(3, steps=4, prompt="two red squares", seed=5))
+    assert not torch.equal(first, run.sample(3, steps=4, prompt="two red squares", seed=6))
+    with pytest.raises(ValueError, match="known words"):
+        run.sample(1, prompt="a purple circle")
+    with pytest.raises(ValueError, match="prompt"):
+        run.sample(1)  # a caption run has no classes
+
+
+def test_cli_sample_prompt_writes_pngs_and_refuses_unknown_words(caption_weights, tmp_path, capsys):
+    out = tmp_path / "out"
+    prompt = ["--prompt", "a red circle left of a blue square", "--guidance", "4", "--seed", "0"]
+    main(["sample", str(caption_weights), *prompt, "--n", "3", "--steps", "2", "--out", str(out)])
+    folder = out / "a_red_circle_left_of_a_blue_square"
+    assert sorted(p.name for p in folder.iterdir()) == ["0000.png", "0001.png", "0002.png"]
+    assert (out / "grid.png").is_file()
+    assert (out / "trajectory.png").is_file()
+    capsys.readouterr()
+    assert main(["sample", str(caption_weights), "--prompt", "a purple circle"]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_judge_run_reports_in_distribution_held_out_and_guidance(caption_weights):
+    run = Run.load(caption_weights)
+    result = judge_run(run.task, run.model, run.model_config, per_type=1, guidances=(0, 4), steps=2)
+    assert result["in_distribution"]["count"] == 6
+    assert result["held_out"]["count"] == 4
+    assert set(result["by_guidance"]) == {"0", "4"}
+    assert all(0 <= v <= 1 for v in result["by_guidance"].values())
+    assert set(eval_prompts(False, 4)).isdisjoint(eval_prompts(True, 4))
