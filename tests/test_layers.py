@@ -4,7 +4,7 @@ Layers, top to bottom (ARCHITECTURE.md, "Layers"); a module may import antlers m
 own layer or of a lower one, never of a higher one:
 
     1 entry points     antlers.cli, antlers.__main__, antlers.tour, antlers.serve
-    2 run              antlers.run
+    2 run              antlers.run, antlers.export
     3 tasks            antlers.tasks (the registry, shared code, one subpackage per task)
     4 explain          antlers.explain
     5 engine           antlers.engine, antlers.anatomy
@@ -34,7 +34,7 @@ FACADE = "antlers"
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry points", ("antlers.cli", "antlers.__main__", "antlers.tour", "antlers.serve")),
-    ("run", ("antlers.run",)),
+    ("run", ("antlers.run", "antlers.export")),
     ("tasks", ("antlers.tasks",)),
     ("explain", ("antlers.explain",)),
     ("engine", ("antlers.engine", "antlers.anatomy")),

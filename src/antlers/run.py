@@ -16,28 +16,40 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from antlers.config import TrainConfig
-from antlers.engine.checkpoint import CheckpointError, load_weights
+from antlers.config import TrainConfig, load_run_config
+from antlers.engine.checkpoint import CheckpointError, load_weights, one_line
 from antlers.tasks import default_config, get_task
 
-__all__ = ["Run", "train"]
+__all__ = ["Run", "check_resumed_task", "train"]
 
 
-def train(task: str = "classify", resume: str | Path | None = None, **options: Any) -> Run:
-    """Train a model; ``options`` are TrainConfig fields (data=, model=, epochs=, time=, ...).
+def train(task: str | None = None, resume: str | Path | None = None, **options: Any) -> Run:
+    """Train a model of ``task`` (classify when not given); ``options`` are TrainConfig fields
+    (data=, model=, epochs=, time=, ...).
 
     With ``resume`` (a run folder) the run continues from its last state; options given here
-    override its saved config (a larger ``epochs`` extends a finished run).
+    override its saved config (a larger ``epochs`` extends a finished run). A ``task`` other than
+    the run's is a ValueError.
     """
     from antlers.engine.fit import fit
 
     if resume is not None:
-        saved = TrainConfig.from_json((Path(resume) / "config.json").read_text())
+        saved = load_run_config(resume)
+        check_resumed_task(resume, saved, task)
         config = saved.replace(**options)
     else:
-        config = default_config(task, **options)
+        config = default_config(task or "classify", **options)
     result = fit(get_task(config.task), config, resume=resume)
     return Run.load(result.run_dir, stopped_by=result.stopped_by)
+
+
+def check_resumed_task(run_dir: str | Path, saved: TrainConfig, task: str | None) -> None:
+    """ValueError when asked to resume ``run_dir`` as another ``task`` than it was trained as."""
+    if task is not None and task != saved.task:
+        raise ValueError(
+            f"{run_dir} is a {saved.task!r} run, not {task!r}: "
+            f"antlers train {saved.task} --resume {run_dir}"
+        )
 
 
 class Run:
@@ -61,11 +73,18 @@ class Run:
             # the task's options as trained (a lone weights file: as its model name implies)
             given = self.config or TrainConfig(task=task.name, model=self.model_config.model)
             self.task = task.configure(given)
-        except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"{weights}: unusable antlers metadata ({error})") from error
-        self.classes: list[str] = list(self.model_config.classes)
-        self.model: nn.Module = self.task.build_model(self.model_config)
-        self.model.load_state_dict(state)
+            self.classes: list[str] = list(self.model_config.classes)
+            self.model: nn.Module = self.task.build_model(self.model_config)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            problem = one_line(error)
+            raise CheckpointError(f"{weights}: unusable antlers metadata ({problem})") from error
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as error:
+            raise CheckpointError(
+                f"{weights}: the tensors do not fit the {self.model_config.model} model that its "
+                f"metadata names ({one_line(error)})"
+            ) from error
         self.model.eval()
 
     @classmethod
@@ -137,15 +156,18 @@ class Run:
         label: str | int | None = None,
         guidance: float = 3.0,
         seed: int = 0,
+        prompt: str | None = None,
     ) -> Tensor:
         """Generate ``n`` images (n, C, H, W) in [0, 1] with a ``generate`` run: DDPM (all T
         steps) or DDIM (``steps``, ``eta``: 1 by default, 0 for the deterministic DDIM, see
         ``generate.sampling.DEFAULT_ETA``); ``label`` (a class name or index) conditions every
         sample on that class with classifier-free ``guidance``; None cycles through the classes.
+        A caption run (``--data captions``) draws what ``prompt`` says ("" is unconditional).
         The same ``seed`` gives the same images. ValueError for runs of other tasks."""
         return self.sample_with_trajectory(
-            n, sampler=sampler, steps=steps, eta=eta, label=label, guidance=guidance, seed=seed
-        ).images
+            n, sampler=sampler, steps=steps, eta=eta, label=label, guidance=guidance, seed=seed,
+            prompt=prompt,
+        ).images  # fmt: skip
 
     def sample_with_trajectory(self, n: int = 64, **options: Any) -> Any:
         """Like ``sample``, but the whole ``generate.sampling.Sample`` (images, trajectory)."""
@@ -154,5 +176,9 @@ class Run:
                 f"{self.weights_path}: Run.sample needs a 'generate' run, this is a "
                 f"{self.task.name!r} run"
             )
-        labels = self.task.labels_for(self.classes, n, options.pop("label", None))
+        prompt, label = options.pop("prompt", None), options.pop("label", None)
+        if prompt is not None:
+            labels = self.task.prompt_tokens(self.model_config, n, prompt)
+        else:
+            labels = self.task.labels_for(self.classes, n, label)
         return self.task.sample(self.model, self.model_config, labels, **options)

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from antlers.cli.numbers import int_in
+
 __all__ = ["add_parsers"]
 
 
@@ -20,8 +22,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     insp.add_argument("--layer", help="layer for the top-k images (default: the deepest map)")
     insp.add_argument("--image", help="image file for the feature maps (default: a test image)")
     insp.add_argument("--out", help="output folder (default runs/explain/NAME)")
-    insp.add_argument("--k", type=int, default=8, help="top images per channel (default 8)")
-    insp.add_argument("--limit", type=int, help="search only the first N test images")
+    insp.add_argument(
+        "--k", type=int_in(1, 64), default=8, help="top images per channel (default 8)"
+    )
+    insp.add_argument("--limit", type=int_in(1), help="search only the first N test images")
     insp.set_defaults(handler=_cmd_explain)
 
     slide = sub.add_parser("slide", help="the moose detector: slide a classifier over an image")

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from antlers.cli.numbers import int_in
+
 __all__ = ["add_parsers"]
+
+MAX_INPUT_PIXELS = 2048 * 2048  # summary's --input: one forward pass at that size
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +29,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     summ.set_defaults(handler=_cmd_summary)
 
     params = sub.add_parser("params", help="convolution vs fully connected parameter counts")
-    params.add_argument("--height", type=int, default=5)
-    params.add_argument("--width", type=int, default=6)
-    params.add_argument("--kernel-size", type=int, default=3)
+    params.add_argument("--height", type=int_in(1), default=5)
+    params.add_argument("--width", type=int_in(1), default=6)
+    params.add_argument("--kernel-size", type=int_in(1), default=3)
     params.set_defaults(handler=_cmd_params)
 
     tour = sub.add_parser("tour", help="the lecture chapter by chapter, into an HTML page")
@@ -51,6 +55,10 @@ def _shape(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 3x50x70") from None
     if len(dims) != 3 or min(dims) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a shape CxHxW like 3x50x70")
+    if dims[0] > 64 or dims[1] * dims[2] > MAX_INPUT_PIXELS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is too large (allowed: C <= 64 and H x W <= {MAX_INPUT_PIXELS:,})"
+        )
     return dims
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from typing import Any
+
+from antlers.cli.numbers import int_in
 
 __all__ = ["add_parsers"]
 
@@ -33,26 +35,33 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(handler=_cmd_eval)
 
     pred = sub.add_parser("predict", help="predict on image files with a trained run")
-    pred.add_argument("run", help="run folder or .safetensors file")
+    pred.add_argument("run", help="run folder, .safetensors file or exported .onnx file")
     pred.add_argument("images", nargs="+", help="image files")
     pred.add_argument("--out", help="folder for the output files of tasks that write them")
-    pred.add_argument("--top", type=int, default=3, help="how many labels to show (default 3)")
+    pred.add_argument(
+        "--top", type=int_in(1), default=3, help="how many labels to show (default 3)"
+    )
     pred.add_argument("--json", action="store_true", help="print the predictions as JSON")
     pred.set_defaults(handler=_cmd_predict)
 
     conv = sub.add_parser("convert", help="convert detection data: COCO JSON <-> YOLO folder")
     conv.add_argument("source", help="a COCO .json file or a YOLO folder")
     conv.add_argument("out", help="a .json file (COCO) or a folder (YOLO); images are copied")
+    conv.add_argument(
+        "--strict", action="store_true", help="refuse a bad entry instead of skipping it"
+    )
     conv.set_defaults(handler=_cmd_convert)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from antlers.config import TrainConfig, config_from_args
+    from antlers.config import config_from_args, load_run_config
     from antlers.engine.fit import NonFiniteLossError, fit
+    from antlers.run import check_resumed_task
     from antlers.tasks import default_config, get_task
 
     if args.resume:
-        saved = TrainConfig.from_json((Path(args.resume) / "config.json").read_text())
+        saved = load_run_config(args.resume)
+        check_resumed_task(args.resume, saved, args.task)
         config = config_from_args(args, base=saved)
     else:
         config = config_from_args(args, base=default_config(args.task))
@@ -78,19 +87,35 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
     run = Run.load(args.run)
     metrics = run.evaluate(data=args.data, data_dir=args.data_dir, split=args.split)
+    judged = _judge_captions(run)  # caption runs: the judge's scores of their samples
     if args.json:
-        print(json.dumps(metrics, indent=2, sort_keys=True))
+        print(json.dumps(metrics | judged, indent=2, sort_keys=True))
     else:
         for key, value in metrics.items():
             print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+        if judged:
+            from antlers.tasks.generate.caption_eval import judge_text
+
+            print("\n".join(judge_text(judged["judge"])))
+
+
+def _judge_captions(run: Any) -> dict[str, Any]:
+    """{"judge": scores} for a caption-conditioned generate run, else {}."""
+    from antlers.tasks.generate.captioned import is_caption_run
+
+    if run.task.name != "generate" or not is_caption_run(run.model_config):
+        return {}
+    from antlers.tasks.generate.caption_eval import judge_run
+
+    return {"judge": judge_run(run.task, run.model, run.model_config)}
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
     import json
 
-    from antlers.run import Run
+    from antlers.cli.export import load_run
 
-    results = Run.load(args.run).predict_files(args.images, out=args.out, top=args.top)
+    results = load_run(args.run).predict_files(args.images, out=args.out, top=args.top)
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -101,5 +126,5 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 def _cmd_convert(args: argparse.Namespace) -> None:
     from antlers.data.detection import convert
 
-    _, summary = convert(args.source, args.out)
+    _, summary = convert(args.source, args.out, strict=args.strict)
     print(summary)
