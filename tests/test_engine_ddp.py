@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from antlers.config import TrainConfig
 from antlers.engine.fit import fit
 from antlers.engine.loader import TensorLoader, epoch_order
-from antlers.tasks import get_task
+from antlers.tasks import default_config, get_task
 
 WORKER = Path(__file__).parent / "scripts" / "ddp_worker.py"
 
@@ -26,7 +27,7 @@ def quiet(*_: object) -> None:
     pass
 
 
-def _torchrun(config: TrainConfig, *args: str, timeout: float = 300) -> str:
+def _torchrun(config: TrainConfig, *args: str, timeout: float = 300, task: str = "classify") -> str:
     """Train ``config`` with two processes (tests/scripts/ddp_worker.py); returns their output.
     The whole process group is killed on a timeout (a rank left waiting for the other)."""
     Path(config.out).mkdir(parents=True, exist_ok=True)
@@ -38,7 +39,7 @@ def _torchrun(config: TrainConfig, *args: str, timeout: float = 300) -> str:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", "ANTLERS_TEST_TASK": task},
         start_new_session=True,
     )
     try:
@@ -175,3 +176,76 @@ def test_ddp_time_budget_agrees_across_ranks(tmp_path: Path) -> None:
     assert ranks[0]["run_dir"] == ranks[1]["run_dir"] == str(out / "classify" / "exp")
     assert [r["is_main"] for r in ranks] == [True, False]
     assert [p.name for p in (out / "classify").iterdir()] == ["exp"]
+
+
+@pytest.mark.parametrize(
+    ("task", "options"),
+    [
+        ("segment", {"data": "scenes", "model": "unet-w4-d2", "image_size": 16, "batch_size": 50}),
+        ("detect", {"data": "scenes", "image_size": 64, "batch_size": 4}),
+        ("generate", {"data": "digits", "model": "unet_tiny"}),
+        ("generate", {"data": "captions", "model": "unet_tiny", "image_size": 24}),
+    ],
+    ids=["segment", "detect", "generate", "captions"],
+)
+def test_every_task_trains_under_torchrun(task: str, options: dict, tmp_path: Path) -> None:
+    """Two processes train each task for a time budget: the ranks stop at the same step with the
+    same weights, and rank 0 alone wrote one run folder, scored on the test split once."""
+    out = tmp_path / "out"
+    config = default_config(task, time=4.0, out=str(out), device="cpu", **options)
+    _torchrun(config, task=task)
+    a, b = _rank_weights(out)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    ranks = _rank_summaries(out)
+    assert [r["stopped_by"] for r in ranks] == ["time", "time"]
+    assert ranks[0]["steps"] == ranks[1]["steps"] > 0
+    assert [p.name for p in (out / task).iterdir()] == ["exp"]
+    summary = json.loads((out / task / "exp" / "metrics.json").read_text())
+    assert any(key.startswith("test_") for key in summary)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_train_as_one_node_with_two_processes(tmp_path: Path) -> None:
+    """Two torchrun agents on this machine, as two nodes of one process each (c10d rendezvous
+    on 127.0.0.1), reach the weights of one agent with two processes."""
+    options = {"data": "digits", "model": "lecture_cnn", "image_size": 16, "epochs": 1}
+    one = TrainConfig(out=str(tmp_path / "one"), device="cpu", augment=False, **options)
+    _torchrun(one)
+    two = one.replace(out=str(tmp_path / "two"))
+    Path(two.out).mkdir(parents=True)
+    config_file = Path(two.out) / "config.json"
+    config_file.write_text(two.to_json())
+    endpoint = f"127.0.0.1:{_free_port()}"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+        "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}", "--rdzv-id=antlers-test",
+        str(WORKER), str(config_file),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    agents = [
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        outputs = [agent.communicate(timeout=300)[0] for agent in agents]
+    finally:
+        for agent in agents:
+            if agent.poll() is None:
+                os.killpg(agent.pid, signal.SIGKILL)
+    assert [agent.returncode for agent in agents] == [0, 0], "\n".join(outputs)[-3000:]
+    for a, b in zip(_rank_weights(tmp_path / "one"), _rank_weights(tmp_path / "two"), strict=True):
+        for key in a:
+            assert torch.equal(a[key], b[key]), key

@@ -75,6 +75,11 @@ class TrainConfig:
     channels_last: bool = _f(True, "channels_last memory format (faster on CUDA and CPU)")
     compile: bool = _f(False, "torch.compile the model")
     max_steps: int | None = _f(None, "stop (and save) after this many steps; resume continues")
+    save_every: int | None = _f(
+        None,
+        "also save the resumable state every this many steps (besides each epoch's end): a run "
+        "restarted by torchrun --max-restarts resumes from it by itself",
+    )
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -90,6 +95,8 @@ class TrainConfig:
             raise ValueError(
                 f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
             )
+        if self.save_every is not None and self.save_every < 1:
+            raise ValueError(f"save_every must be >= 1 step, got {self.save_every}")
         if self.time is not None and self.time <= 0:
             raise ValueError(f"time must be > 0 seconds, got {self.time}")
         if not 0 <= self.warmup < 1:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -118,14 +119,23 @@ class Run:
         return self.task.predict(self.model, self.model_config, images)
 
     def evaluate(
-        self, data: str | None = None, data_dir: str | None = None, split: str = "test"
+        self,
+        data: str | None = None,
+        data_dir: str | None = None,
+        split: str = "test",
+        *,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> dict[str, Any]:
         """Metrics on the ``split`` ("test", or "val": the images held out of the training split
         with the run's seed) of the run's own dataset, unless ``data`` names another:
-        ``antlers eval``."""
+        ``antlers eval``. Under torchrun every rank calls this with its ``rank`` and the
+        ``world_size``, scores its shard, and all get the metrics pooled over the whole split."""
         name = data or self.model_config.data
         seed = self.config.seed if self.config else 0  # the splits the run was trained with
         loader = self.task.eval_loader(self.model_config, name, split, data_dir, seed)
+        if world_size > 1:
+            loader = dataclasses.replace(loader, rank=rank, world_size=world_size)
         with torch.no_grad():
             metrics = self.task.evaluate(self.model, loader)
         metrics["count"] = int(metrics["count"])

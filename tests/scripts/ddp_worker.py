@@ -1,4 +1,5 @@
-"""Run under torchrun by tests/test_engine_ddp.py: train the classify task, then write this rank's
+"""Run under torchrun by tests/test_engine_ddp.py: train the classify task (or the one the
+environment's ANTLERS_TEST_TASK names), then write this rank's
 parameters (OUT/rank<r>.pt) and how its run ended (OUT/rank<r>.json), OUT being the config's out.
 
 ``ddp_worker.py CONFIG_JSON`` trains as the TrainConfig in the file CONFIG_JSON says, on the
@@ -49,7 +50,7 @@ def main() -> None:
     config = TrainConfig.from_json(Path(sys.argv[1]).read_text())
     rank = int(os.environ["RANK"])
     torch.set_num_threads(1)
-    task = get_task("classify")
+    task = get_task(os.environ.get("ANTLERS_TEST_TASK", "classify"))
     if len(sys.argv) > 2:
         clock = StepClock(float(sys.argv[2].split(",")[rank]))
         antlers.engine.trainer.time = clock  # the module's `time`: only perf_counter is read

@@ -82,6 +82,12 @@ def error_line(error: BaseException) -> tuple[int, str]:
     return RUNTIME, f"internal error: {type(error).__name__}: {first} (ANTLERS_DEBUG=1 shows where)"
 
 
+def _rank() -> str:
+    """ "rank R of N: " under torchrun, where every process may report its own error; else ""."""
+    world_size = os.environ.get("WORLD_SIZE", "1")
+    return f"rank {os.environ.get('RANK', '?')} of {world_size}: " if world_size != "1" else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``antlers`` console script; returns the exit status."""
     parser = build_parser()
@@ -98,6 +104,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             traceback.print_exc()
         status, message = error_line(error)
-        print(f"antlers: error: {message}", file=sys.stderr)
+        print(f"antlers: error: {_rank()}{message}", file=sys.stderr)
         return status
     return 0

@@ -83,10 +83,20 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_eval(args: argparse.Namespace) -> None:
     import json
 
+    from antlers.engine import dist
     from antlers.run import Run
 
     run = Run.load(args.run)
-    metrics = run.evaluate(data=args.data, data_dir=args.data_dir, split=args.split)
+    info = dist.setup(next(run.model.parameters()).device)  # torchrun: one shard per rank
+    try:
+        metrics = run.evaluate(
+            data=args.data, data_dir=args.data_dir, split=args.split, rank=info.rank,
+            world_size=info.world_size,
+        )  # fmt: skip
+    finally:
+        dist.cleanup(info)
+    if not info.is_main:
+        return
     judged = _judge_captions(run)  # caption runs: the judge's scores of their samples
     if args.json:
         print(json.dumps(metrics | judged, indent=2, sort_keys=True))

@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from antlers.config import TrainConfig
-from antlers.engine import dist
+from antlers.engine import dist, elastic
 from antlers.engine.checkpoint import CheckpointError, load_matching, load_state, one_line
+from antlers.engine.flops import step_flops, throughput_line
 from antlers.engine.memory import check_step_memory
 from antlers.engine.monitor import save_kernels, write_grad_norms
 from antlers.engine.runfolder import new_run_dir
@@ -66,7 +67,9 @@ def fit(
         torch.cuda.set_device(info.local_rank)
         device = torch.device("cuda", info.local_rank)
     try:
-        return _fit(task, config, resume, device, info, log if info.is_main else _quiet)
+        result = _fit(task, config, resume, device, info, log if info.is_main else _quiet)
+        dist.barrier(info)  # no rank tears the group down while rank 0 still writes its report
+        return result
     finally:
         dist.cleanup(info)
 
@@ -120,10 +123,22 @@ def _fit(
         stopped_by = trainer.train(stop)
     finished = stopped_by not in ("signal", "max_steps")
     test = trainer.score_test() if finished and data.test is not None else {}
+    if info.is_main:
+        log(_throughput(task, model, trainer, loop, info))
     if info.is_main and finished:
         write_grad_norms(loop.grad_norms, run_dir, plot=True)
         task.report(run_dir, trainer.eval_model, data)
     return FitResult(run_dir, loop.history, stopped_by, trainer.eval_model, info.is_main, test)
+
+
+def _throughput(task: Any, model: nn.Module, trainer: Trainer, loop: Loop, info: Any) -> str:
+    """The summary line: images/s over all ranks, and the FLOP rate one counted step implies."""
+    batch = next(iter(trainer.data.train.epoch(0)))
+    batch = {k: trainer.to_device(v) for k, v in batch.items()}
+    size = len(batch["image"])
+    flops = step_flops(task, model, batch) / size
+    images = loop.step * size * info.world_size
+    return throughput_line(images, loop.elapsed, flops)
 
 
 def _open_run(
@@ -138,6 +153,10 @@ def _open_run(
 ) -> tuple[Loop, Path]:
     """The loop state and run folder: restored from ``resume``, else new (created by rank 0)."""
     loop, fresh = Loop(), True
+    if resume is None:  # a torchrun restart resumes the run its first start created
+        resume = dist.broadcast_object(
+            elastic.restarted_run(config.out, task.name) if info.is_main else None, info
+        )
     if resume is not None:
         run_dir = Path(resume)
         if not run_dir.is_dir():
@@ -147,12 +166,15 @@ def _open_run(
         state = run_dir / "state" / "last.pt"
         if state.is_file():
             loop, fresh = _restore(state, model, optimizer, ema), False
+            log(f"resuming {run_dir} from step {loop.step} (epoch {loop.epoch + 1})")
         else:
             log(f"{run_dir}: no checkpoint yet (stopped before its first save): starting over")
     else:
         # rank 0 alone creates the folder (exp, exp2, ...: the first free) and tells the others
         chosen = new_run_dir(config.out, task.name, config.name) if info.is_main else None
         run_dir = dist.broadcast_object(chosen, info)
+        if info.is_main:
+            elastic.remember_run(config.out, task.name, run_dir)
     if info.is_main:
         atomic_write(run_dir / "config.json", config.to_json())
         if fresh:

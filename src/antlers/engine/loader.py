@@ -38,7 +38,12 @@ def epoch_order(
     drop_last: bool = False,
 ) -> Tensor:
     """The sample indices of ``epoch`` for process ``rank``, as DistributedSampler orders them:
-    a pure function of its arguments, which is what makes resume exact."""
+    a pure function of its arguments, which is what makes resume exact. A held-out loader's
+    order (no ``shuffle``, no ``drop_last``) is its exact shard, rank, rank + world_size, ...,
+    without DistributedSampler's padding, so that metrics pooled over the ranks count every
+    sample once (detectron2's inference sampler does the same with contiguous ranges)."""
+    if not shuffle and not drop_last:
+        return torch.arange(rank, n, world_size)
     sampler = DistributedSampler(
         range(n),
         num_replicas=world_size,
@@ -86,8 +91,9 @@ class EpochBatches:
 
     The options, keyword-only: ``shuffle`` (a seeded new order every epoch), ``seed`` (of the
     order and the augmentation), ``flip`` (mirror a random half of each batch), ``rank`` and
-    ``world_size`` (this process's shard), ``drop_last`` (no last partial batch; without it the
-    shards are padded to equal sizes, as DistributedSampler does). Subclasses are dataclasses
+    ``world_size`` (this process's shard), ``drop_last`` (no last partial batch; without it a
+    shuffled loader's shards are padded to equal sizes, as DistributedSampler does, and a
+    held-out loader's are exact). Subclasses are dataclasses
     whose own fields come first (their data, then ``batch_size``); they provide
     ``num_samples`` and define ``epoch(epoch, start_batch)``."""
 

@@ -20,7 +20,7 @@ from antlers.engine.precision import autocast, autocast_dtype
 from antlers.engine.progress import Progress
 from antlers.engine.runfolder import write_curves, write_metrics_csv
 from antlers.engine.schedule import learning_rate
-from antlers.engine.training import StopFlag, reduce_metrics
+from antlers.engine.training import StopFlag
 from antlers.io.files import atomic_write
 
 __all__ = ["EPOCHS_WITH_TIME_BUDGET", "Loop", "NonFiniteLossError", "Trainer", "should_stop"]
@@ -103,6 +103,8 @@ class Trainer:
                 if reason:
                     bar.close()
                     return self.interrupt(reason)
+                if config.save_every and loop.step % config.save_every == 0:
+                    self.save(evaluated=False)  # what a torchrun restart resumes from
             bar.close()
             finished = self.end_epoch(losses)
             if finished or timed_out:  # agreed by all ranks: their clocks differ
@@ -115,7 +117,7 @@ class Trainer:
         torch.manual_seed(config.seed * 1_000_003 + loop.step)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(config.schedule, progress, config.peak_lr, config.warmup)
-        batch = {k: self._to_device(v) for k, v in batch.items()}
+        batch = {k: self.to_device(v) for k, v in batch.items()}
         with autocast(self.device, self.dtype):
             loss = self.task.loss(self.net, batch)["loss"]
         if not torch.isfinite(loss):
@@ -144,9 +146,9 @@ class Trainer:
         loop = self.loop
         loop.grad_norms.append(grad_norm_row(self.model, loop.step, loop.epoch + 1, scale))
 
-    def _to_device(self, t: Any) -> Any:
+    def to_device(self, t: Any) -> Any:
         if isinstance(t, list | tuple):  # per-image tensors of different lengths (boxes)
-            return [self._to_device(x) for x in t]
+            return [self.to_device(x) for x in t]
         t = t.to(self.device, non_blocking=True)
         if self.config.channels_last and t.dim() == 4:
             t = t.contiguous(memory_format=torch.channels_last)
@@ -167,9 +169,8 @@ class Trainer:
         dist.broadcast_buffers(self.model, info)
         if self.ema is not None:  # its buffers average each rank's own BatchNorm statistics
             dist.broadcast_buffers(self.ema, info)
-        metrics = reduce_metrics(
-            self.task.evaluate(self.eval_model, self.data.val), info, self.device
-        )
+        metrics = self.task.evaluate(self.eval_model, self.data.val)  # pooled over the ranks
+        metrics.pop("count")
         train_loss = dist.all_reduce_sum([sum(losses), len(losses)], info, self.device)
         loop.epoch, loop.batch = loop.epoch + 1, 0
         row = {
@@ -254,9 +255,8 @@ class Trainer:
             dist.barrier(info)
             state = self.saved_best()
         self.eval_model.load_state_dict(state)
-        raw = self.task.evaluate(self.eval_model, self.data.test)
-        count = dist.all_reduce_sum([raw["count"]], info, self.device)[0]
-        scores = {**reduce_metrics(raw, info, self.device), "count": int(count)}
+        scores = self.task.evaluate(self.eval_model, self.data.test)  # pooled over the ranks
+        scores["count"] = int(scores["count"])
         best = loop.history[loop.best_epoch - 1] if loop.best_epoch else {}
         summary = {
             "epoch": loop.best_epoch,

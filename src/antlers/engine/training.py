@@ -11,9 +11,8 @@ import torch
 from torch import nn
 
 from antlers.config import TrainConfig
-from antlers.engine import dist
 
-__all__ = ["StopFlag", "build_optimizer", "make_ema", "pick_device", "reduce_metrics"]
+__all__ = ["StopFlag", "build_optimizer", "make_ema", "pick_device"]
 
 
 def pick_device(name: str) -> torch.device:
@@ -62,16 +61,6 @@ def make_ema(model: nn.Module, decay: float | None) -> Any:
             torch._foreach_copy_(averaged, current)
 
     return AveragedModel(model, multi_avg_fn=average, use_buffers=True)
-
-
-def reduce_metrics(
-    metrics: dict[str, float], info: dist.DistInfo, device: torch.device
-) -> dict[str, float]:
-    """Average per-process metrics weighted by their ``count`` (which is dropped)."""
-    count = metrics.pop("count")
-    keys = sorted(metrics)
-    sums = dist.all_reduce_sum([metrics[k] * count for k in keys] + [count], info, device)
-    return {k: s / sums[-1] for k, s in zip(keys, sums[:-1], strict=True)}
 
 
 class StopFlag:

@@ -99,9 +99,12 @@ def _decode(kind: Any, value: Any) -> Any:
 
 class Loader(Protocol):
     """Batches for one process: ``epoch(e, start_batch)`` yields dicts of tensors (or lists of
-    tensors, e.g. boxes per image) in an order that (seed, epoch, rank) alone decide."""
+    tensors, e.g. boxes per image) in an order that (seed, epoch, rank) alone decide. A loader
+    with ``world_size`` > 1 is this process's shard of its split."""
 
     num_samples: int
+    rank: int
+    world_size: int
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, Any]]: ...
 
@@ -158,7 +161,9 @@ class Task(Protocol):
         ...
 
     def evaluate(self, model: nn.Module, loader: Loader) -> dict[str, float]:
-        """Metrics over this process's shard, with its ``count`` of images."""
+        """Metrics over the loader's whole split, with its ``count`` of images: when the loader
+        is one shard (``world_size`` > 1), every rank calls this and the counts the metrics are
+        made of are pooled over the ranks (``engine.dist.pool_sum``, ``gather_in_order``)."""
         ...
 
     def predict(self, model: nn.Module, config: Any, images: Any) -> Prediction:

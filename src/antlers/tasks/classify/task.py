@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from antlers.config import TrainConfig
+from antlers.engine import dist
 from antlers.engine.loader import TensorLoader
 from antlers.tasks.base import (
     TaskData,
@@ -132,21 +133,26 @@ class ClassifyTask:
 
     @torch.no_grad()
     def evaluate(self, model: Classifier, loader: TensorLoader) -> dict[str, float]:
-        """Mean loss, top-1 and top-5 accuracy over this process's shard, with its ``count``."""
+        """Mean loss, top-1 and top-5 accuracy over the loader's split (its shards pooled over
+        the ranks when it is one), with the ``count`` of images."""
         model.eval()
         device = next(model.parameters()).device
-        loss = correct = top5 = count = 0.0
+        sums = torch.zeros(4, dtype=torch.float64)  # loss, correct, top-5 correct, count
+        classes = 0
         for batch in loader.epoch(0):
             logits = self.logits(model, batch["image"].to(device))
             labels = batch["label"].to(device)
-            loss += F.cross_entropy(logits, labels, reduction="sum").item()
-            k = min(5, logits.shape[1])
-            topk = logits.topk(k, dim=1).indices
-            correct += (topk[:, 0] == labels).sum().item()
-            top5 += (topk == labels[:, None]).any(dim=1).sum().item()
-            count += len(labels)
+            classes = logits.shape[1]
+            topk = logits.topk(min(5, classes), dim=1).indices
+            sums += torch.tensor([
+                F.cross_entropy(logits, labels, reduction="sum").item(),
+                (topk[:, 0] == labels).sum().item(),
+                (topk == labels[:, None]).any(dim=1).sum().item(),
+                len(labels),
+            ], dtype=torch.float64)  # fmt: skip
+        loss, correct, top5, count = dist.pool_sum(sums, loader.world_size > 1).tolist()
         metrics = {"loss": loss / count, "accuracy": correct / count, "count": count}
-        if logits.shape[1] > 5:
+        if classes > 5:
             metrics["top5"] = top5 / count
         return metrics
 

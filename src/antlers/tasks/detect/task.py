@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from antlers.config import TrainConfig
+from antlers.engine import dist
 from antlers.tasks.base import (
     TaskData,
     model_fields,
@@ -114,7 +115,8 @@ class DetectTask:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: DetectionLoader) -> dict[str, float]:
-        """COCO AP, AP50 and AP75 over this process's shard, with its ``count`` of images."""
+        """COCO AP, AP50 and AP75 over the loader's split, with its ``count`` of images: when the
+        loader is one shard, every rank's detections are gathered and scored once."""
         truth, predictions = self.collect(model, loader)
         scores = coco_evaluate(truth, coco_results(predictions))
         return {**scores.metrics(), "count": float(len(predictions))}
@@ -122,13 +124,17 @@ class DetectTask:
     def collect(
         self, model: nn.Module, loader: DetectionLoader
     ) -> tuple[dict[str, Any], list[dict[str, Tensor]]]:
-        """The loader's ground truth as a COCO dict, and the model's predictions, in order."""
+        """The split's ground truth as a COCO dict, and the model's predictions (on the CPU), in
+        the split's order; gathered from every rank when the loader is one shard."""
         device = next(model.parameters()).device
-        boxes, labels, predictions = [], [], []
+        indices, samples = [], []
         for batch in loader.epoch(0):
-            predictions += self.detections(model, batch["image"].to(device))
-            boxes += batch["boxes"]
-            labels += batch["labels"]
+            found = self.detections(model, batch["image"].to(device))
+            cpu = [{k: v.cpu() for k, v in d.items()} for d in found]
+            samples += zip(batch["boxes"], batch["labels"], cpu, strict=True)
+            indices += batch["index"].tolist()
+        samples = dist.gather_in_order(samples, indices, loader.world_size > 1)
+        boxes, labels, predictions = ([sample[i] for sample in samples] for i in range(3))
         size = tuple(loader.data.images.shape[-2:])
         return coco_ground_truth(boxes, labels, size, len(loader.data.classes)), predictions
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from antlers.config import TrainConfig
+from antlers.engine import dist
 from antlers.engine.loader import TensorLoader
 from antlers.tasks.base import (
     ModelConfig,
@@ -197,18 +198,19 @@ class GenerateTask:
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: TensorLoader) -> dict[str, float]:
         """The noise-prediction loss on validation images at fixed (seeded) t and noise, so epochs
-        compare: one generator per batch, seeded with the batch index."""
+        compare: one generator per batch, seeded with the batch index (so with a world size
+        other than 1 the draws, and the figure, differ a little); pooled over the ranks."""
         model.eval()
         device = next(model.parameters()).device
-        total = count = 0.0
+        sums = torch.zeros(2, dtype=torch.float64)  # loss x images, images
         for b, batch in enumerate(loader.epoch(0)):
             images = batch["image"].to(device)
             g = torch.Generator().manual_seed(1000 + b)
             t = torch.randint(0, self.timesteps, (len(images),), generator=g).to(device)
             noise = torch.randn(images.shape, generator=g).to(device)
             loss = self.noise_loss(model, images, batch["label"].to(device), t, noise)
-            total += loss.item() * len(images)
-            count += len(images)
+            sums += torch.tensor([loss.item() * len(images), len(images)], dtype=torch.float64)
+        total, count = dist.pool_sum(sums, loader.world_size > 1).tolist()
         return {"loss": total / count, "count": count}
 
     def eval_loader(

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from antlers.config import TrainConfig
 from antlers.data.segset import IGNORE_INDEX, SegmentationSet
+from antlers.engine import dist
 from antlers.engine.metrics import confusion_matrix
 from antlers.tasks.base import (
     TaskData,
@@ -168,30 +169,35 @@ class SegmentTask:
 
     @torch.no_grad()
     def evaluate(self, model: Segmenter, loader: SegmentLoader) -> dict[str, float]:
-        """Loss per pixel, pixel accuracy and mIoU, pooled over this process's shard, with
-        each class's IoU (``iou_<class>``) when ``loader.per_class``; ``count`` = images."""
+        """Loss per pixel, pixel accuracy and mIoU from one confusion matrix over the loader's
+        split (summed over the ranks when it is one shard), with each class's IoU
+        (``iou_<class>``) when ``loader.per_class``; ``count`` = images."""
         model.eval()
         device = next(model.parameters()).device
-        matrix, loss, pixels, count = None, 0.0, 0, 0
+        k = len(model.classes)  # build_model names every class
+        matrix = torch.zeros(k, k, dtype=torch.int64)
+        sums = torch.zeros(3, dtype=torch.float64)  # loss, labelled pixels, images
         for batch in loader.epoch(0):
             logits = self.logits(model, batch["image"].to(device))
             mask = batch["mask"].to(device)
-            k = logits.shape[1]
-            loss += F.cross_entropy(logits, mask, ignore_index=IGNORE_INDEX, reduction="sum").item()
-            pixels += int((mask != IGNORE_INDEX).sum())
-            part = confusion_matrix(logits.argmax(1), mask, k, IGNORE_INDEX).cpu()
-            matrix = part if matrix is None else matrix + part
-            count += len(mask)
+            loss = F.cross_entropy(logits, mask, ignore_index=IGNORE_INDEX, reduction="sum")
+            labelled = int((mask != IGNORE_INDEX).sum())
+            sums += torch.tensor([loss.item(), labelled, len(mask)], dtype=torch.float64)
+            matrix += confusion_matrix(logits.argmax(1), mask, k, IGNORE_INDEX).cpu()
+        sharded = loader.world_size > 1
+        matrix = dist.pool_sum(matrix, sharded)
+        loss, pixels, count = dist.pool_sum(sums, sharded).tolist()
         scores = metrics_from_confusion(matrix)
         metrics = {
-            "loss": loss / max(pixels, 1),
+            "loss": loss / max(pixels, 1.0),
             "pixel_accuracy": scores["pixel_accuracy"],
             "miou": scores["miou"],
         }
         if loader.per_class:
-            names = model.classes or tuple(str(i) for i in range(len(matrix)))
-            metrics.update({f"iou_{c}": v for c, v in zip(names, scores["iou"], strict=True)})
-        return {**metrics, "count": count}
+            metrics.update(
+                {f"iou_{c}": v for c, v in zip(model.classes, scores["iou"], strict=True)}
+            )
+        return {**metrics, "count": int(count)}
 
     def eval_loader(
         self,
