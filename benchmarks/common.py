@@ -24,6 +24,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def matmul_peak(dtype: object = None, n: int = 2048, repeats: int = 10) -> float:
+    """This machine's achievable GFLOP/s now: the fastest of ``repeats`` n x n matmuls (2 n^3
+    FLOPs each) in ``dtype`` (float32 by default) at torch's current thread count: the reference
+    for a training benchmark's FLOP utilisation, measured in the same run."""
+    import time
+
+    import torch
+
+    dtype = dtype or torch.float32
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
 def record_section(section: list[str], path: Path = BENCHMARKS_MD) -> None:
     """Write a benchmark's recorded lines into its section of ``docs/benchmarks.md``.
 
