@@ -29,7 +29,7 @@ from torch import nn
 from antlers.config import TrainConfig
 from antlers.engine import dist, elastic
 from antlers.engine.checkpoint import CheckpointError, load_matching, load_state, one_line
-from antlers.engine.flops import step_flops, throughput_line
+from antlers.engine.flops import throughput_line
 from antlers.engine.memory import check_step_memory
 from antlers.engine.monitor import save_kernels, write_grad_norms
 from antlers.engine.runfolder import new_run_dir
@@ -122,23 +122,13 @@ def _fit(
     with StopFlag() as stop:
         stopped_by = trainer.train(stop)
     finished = stopped_by not in ("signal", "max_steps")
+    images = loop.step * trainer.batch_images * info.world_size  # every rank's
+    log(throughput_line(images, loop.elapsed, trainer.flops_per_image))
     test = trainer.score_test() if finished and data.test is not None else {}
-    if info.is_main:
-        log(_throughput(task, model, trainer, loop, info))
     if info.is_main and finished:
         write_grad_norms(loop.grad_norms, run_dir, plot=True)
         task.report(run_dir, trainer.eval_model, data)
     return FitResult(run_dir, loop.history, stopped_by, trainer.eval_model, info.is_main, test)
-
-
-def _throughput(task: Any, model: nn.Module, trainer: Trainer, loop: Loop, info: Any) -> str:
-    """The summary line: images/s over all ranks, and the FLOP rate one counted step implies."""
-    batch = next(iter(trainer.data.train.epoch(0)))
-    batch = {k: trainer.to_device(v) for k, v in batch.items()}
-    size = len(batch["image"])
-    flops = step_flops(task, model, batch) / size
-    images = loop.step * size * info.world_size
-    return throughput_line(images, loop.elapsed, flops)
 
 
 def _open_run(

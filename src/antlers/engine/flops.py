@@ -1,32 +1,30 @@
 """How much arithmetic a training step does, and the rate a run achieved.
 
-``step_flops`` counts the floating-point operations of one training step, forward and backward,
-as torch's ``FlopCounterMode`` sees them run: 2 per multiply-accumulate of every matmul and
-convolution (which hold nearly all of a CNN's arithmetic; element-wise work is not counted). It is
-measured, not the usual estimate of 3x the forward pass: the first layer computes no gradient for
-its input, so a CNN's step is a little under 3x. The count runs on a copy of the model, so no
-weight, gradient or BatchNorm statistic of the run changes, and restores the random state.
+``counted`` runs a function under torch's ``FlopCounterMode`` and returns what the function
+returned with the floating-point operations it did: 2 per multiply-accumulate of every matmul and
+convolution (which hold nearly all of a CNN's arithmetic; element-wise work is not counted). The
+trainer counts its own first step this way, forward and backward under the run's precision, so
+the figure is measured, not the usual estimate of 3x the forward pass (the first layer computes no
+gradient for its input, so a CNN's step is a little under 3x), and no extra step is run.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
-import torch
-from torch import nn
+__all__ = ["counted", "throughput_line"]
 
-__all__ = ["step_flops", "throughput_line"]
+T = TypeVar("T")
 
 
-def step_flops(task: Any, model: nn.Module, batch: dict[str, Any]) -> int:
-    """FLOPs of ``task.loss(model, batch)`` and its backward pass (the optimizer step aside)."""
+def counted(fn: Callable[[], T]) -> tuple[T, int]:
+    """``fn()``'s result and the FLOPs of the matmuls and convolutions it ran, backward included."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    twin = copy.deepcopy(model).train()
-    with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
-        task.loss(twin, batch)["loss"].backward()
-    return int(counter.get_total_flops())
+    with FlopCounterMode(display=False) as counter:
+        result = fn()
+    return result, int(counter.get_total_flops())
 
 
 def throughput_line(images: int, seconds: float, flops_per_image: float | None) -> str:

@@ -15,15 +15,16 @@ from torch import nn
 from antlers.config import TrainConfig
 from antlers.engine import dist
 from antlers.engine.checkpoint import CheckpointError, load_weights, save_state, save_weights
+from antlers.engine.flops import counted
 from antlers.engine.monitor import grad_norm_row, grad_sample_every, save_kernels, write_grad_norms
 from antlers.engine.precision import autocast, autocast_dtype
 from antlers.engine.progress import Progress
 from antlers.engine.runfolder import write_curves, write_metrics_csv
 from antlers.engine.schedule import learning_rate
-from antlers.engine.training import StopFlag
+from antlers.engine.training import StopFlag, should_stop
 from antlers.io.files import atomic_write
 
-__all__ = ["EPOCHS_WITH_TIME_BUDGET", "Loop", "NonFiniteLossError", "Trainer", "should_stop"]
+__all__ = ["EPOCHS_WITH_TIME_BUDGET", "Loop", "NonFiniteLossError", "Trainer"]
 
 EPOCHS_WITH_TIME_BUDGET = 10_000  # --time alone: the clock, not the epoch count, ends training
 
@@ -67,6 +68,8 @@ class Trainer:
     dtype: torch.dtype | None = field(init=False)  # of the forward pass under autocast (None: off)
     scaler: torch.amp.GradScaler = field(init=False)
     best_state: dict[str, torch.Tensor] | None = field(default=None, init=False)  # a copy
+    flops_per_image: float | None = field(default=None, init=False)  # of the first step counted
+    batch_images: int = field(default=0, init=False)  # images per step on this rank
 
     def __post_init__(self) -> None:
         self.dtype = autocast_dtype(self.device, self.config)
@@ -118,15 +121,14 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(config.schedule, progress, config.peak_lr, config.warmup)
         batch = {k: self.to_device(v) for k, v in batch.items()}
-        with autocast(self.device, self.dtype):
-            loss = self.task.loss(self.net, batch)["loss"]
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite loss ({loss.item()}) at step {loop.step} (epoch {loop.epoch + 1}); "
-                f"{self.last_checkpoint()} (try a lower --lr or --clip-grad)"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self.batch_images = self.batch_images or len(batch["image"])
+        # The summary's GFLOP/s: step 0 alone is counted, since counting can route a kernel
+        # (attention) another way, and a resumed run must repeat the uninterrupted one exactly.
+        if loop.step == 0 and not config.compile:
+            loss, flops = counted(lambda: self.forward_backward(batch))
+            self.flops_per_image = flops / self.batch_images
+        else:
+            loss = self.forward_backward(batch)
         if config.clip_grad:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad)
@@ -138,6 +140,20 @@ class Trainer:
             self.ema.update_parameters(self.model)
         loop.step, loop.batch = loop.step + 1, loop.batch + 1
         return loss.item()
+
+    def forward_backward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The loss of ``batch`` under the run's precision, and its gradients."""
+        with autocast(self.device, self.dtype):
+            loss = self.task.loss(self.net, batch)["loss"]
+        if not torch.isfinite(loss):
+            loop = self.loop
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) at step {loop.step} (epoch {loop.epoch + 1}); "
+                f"{self.last_checkpoint()} (try a lower --lr or --clip-grad)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        return loss
 
     def record_grad_norms(self) -> None:
         """Append the per-layer gradient norms of this step (true gradients, loss scale undone)."""
@@ -169,7 +185,7 @@ class Trainer:
         dist.broadcast_buffers(self.model, info)
         if self.ema is not None:  # its buffers average each rank's own BatchNorm statistics
             dist.broadcast_buffers(self.ema, info)
-        metrics = self.task.evaluate(self.eval_model, self.data.val)  # pooled over the ranks
+        metrics = _by_name(self.task.evaluate(self.eval_model, self.data.val))  # ranks pooled
         metrics.pop("count")
         train_loss = dist.all_reduce_sum([sum(losses), len(losses)], info, self.device)
         loop.epoch, loop.batch = loop.epoch + 1, 0
@@ -255,7 +271,7 @@ class Trainer:
             dist.barrier(info)
             state = self.saved_best()
         self.eval_model.load_state_dict(state)
-        scores = self.task.evaluate(self.eval_model, self.data.test)  # pooled over the ranks
+        scores = _by_name(self.task.evaluate(self.eval_model, self.data.test))  # ranks pooled
         scores["count"] = int(scores["count"])
         best = loop.history[loop.best_epoch - 1] if loop.best_epoch else {}
         summary = {
@@ -282,21 +298,6 @@ class Trainer:
         return state
 
 
-def should_stop(
-    config: TrainConfig, loop: Loop, stop: StopFlag, info: dist.DistInfo, device: torch.device
-) -> str | None:
-    """Why to stop after this step, agreed by all processes: signal, max_steps, time or None.
-
-    Under torchrun ``loop.elapsed`` becomes the processes' mean: each one's clock runs from its
-    own start of the epoch (rank 0 starts later, having written the checkpoints), and the
-    learning rate planned from the clock must be the same everywhere or the weights diverge.
-    """
-    signalled = float(stop.raised)
-    if info.enabled:
-        signalled, total = dist.all_reduce_sum([signalled, loop.elapsed], info, device)
-        loop.elapsed = total / info.world_size
-    if signalled:
-        return "signal"
-    if config.max_steps is not None and loop.step >= config.max_steps:
-        return "max_steps"
-    return "time" if config.time and loop.elapsed >= config.time else None
+def _by_name(metrics: dict[str, float]) -> dict[str, float]:
+    """Metrics in the order the logs and metrics.csv show them: by name."""
+    return dict(sorted(metrics.items()))

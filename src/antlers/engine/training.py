@@ -5,14 +5,18 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from antlers.config import TrainConfig
+from antlers.engine import dist
 
-__all__ = ["StopFlag", "build_optimizer", "make_ema", "pick_device"]
+if TYPE_CHECKING:
+    from antlers.engine.trainer import Loop
+
+__all__ = ["StopFlag", "build_optimizer", "make_ema", "pick_device", "should_stop"]
 
 
 def pick_device(name: str) -> torch.device:
@@ -89,3 +93,23 @@ class StopFlag:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def should_stop(
+    config: TrainConfig, loop: Loop, stop: StopFlag, info: dist.DistInfo, device: torch.device
+) -> str | None:
+    """Why to stop after this step, agreed by all processes: signal, max_steps, time or None.
+
+    Under torchrun ``loop.elapsed`` becomes the processes' mean: each one's clock runs from its
+    own start of the epoch (rank 0 starts later, having written the checkpoints), and the
+    learning rate planned from the clock must be the same everywhere or the weights diverge.
+    """
+    signalled = float(stop.raised)
+    if info.enabled:
+        signalled, total = dist.all_reduce_sum([signalled, loop.elapsed], info, device)
+        loop.elapsed = total / info.world_size
+    if signalled:
+        return "signal"
+    if config.max_steps is not None and loop.step >= config.max_steps:
+        return "max_steps"
+    return "time" if config.time and loop.elapsed >= config.time else None
