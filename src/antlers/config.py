@@ -13,6 +13,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,25 @@ DEVICES = ("auto", "cpu", "cuda")
 
 def _f(default: Any, help: str, **choices: Any) -> Any:
     return field(default=default, metadata={"help": help, **choices})
+
+
+# What each number of a TrainConfig may be (None, where allowed, means unset), and the rule as
+# the error states it; NaN fails every comparison, so it is refused too.
+RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "time": (lambda v: v > 0, "> 0 seconds"),
+    "lr": (lambda v: v > 0, "> 0"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "warmup": (lambda v: 0 <= v < 1, "a fraction of training in [0, 1)"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "clip_grad": (lambda v: v > 0, "> 0"),
+    "ema": (lambda v: 0 <= v < 1, "a decay in [0, 1) (0: off)"),
+    "patience": (lambda v: v >= 1, ">= 1 epoch"),
+    "crop": (lambda v: v >= 0, ">= 0 pixels"),
+    "image_size": (lambda v: v >= 1, ">= 1 pixel"),
+    "max_steps": (lambda v: v >= 1, ">= 1 step"),
+    "save_every": (lambda v: v >= 1, ">= 1 step"),
+}
 
 
 @dataclass(frozen=True)
@@ -95,12 +115,10 @@ class TrainConfig:
             raise ValueError(
                 f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
             )
-        if self.save_every is not None and self.save_every < 1:
-            raise ValueError(f"save_every must be >= 1 step, got {self.save_every}")
-        if self.time is not None and self.time <= 0:
-            raise ValueError(f"time must be > 0 seconds, got {self.time}")
-        if not 0 <= self.warmup < 1:
-            raise ValueError(f"warmup must be a fraction of training in [0, 1), got {self.warmup}")
+        for name, (allowed, rule) in RANGES.items():
+            value = getattr(self, name)
+            if value is not None and not allowed(value):
+                raise ValueError(f"{name} must be {rule}, got {value}")
 
     @property
     def peak_lr(self) -> float:
