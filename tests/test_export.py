@@ -49,7 +49,9 @@ def exported(
             run = Run.load(runs[task].path)
             if task == "detect":
                 spread_scores(run.model)
-            done[task] = (run, export_onnx(run, folder / f"{task}.onnx").path)
+            written = export_onnx(run, folder / f"{task}.onnx")
+            assert written.parity.ok, written.parity  # the exporter's own check agrees too
+            done[task] = (run, written.path)
         return done[task]
 
     return get

@@ -77,3 +77,27 @@ def test_unknown_layers_and_channels_are_refused_with_the_allowed_ones(served: A
     bad_channel = client.get(f"/api/runs/{run_id}/topk?layer={layers[0]['layer']}&channel={last}")
     assert bad_channel.status_code == 422
     assert f"channels 0 to {last - 1}" in bad_channel.json()["error"]
+
+
+def test_a_pass_that_fails_is_reported_once_not_started_again(
+    served: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error in the background pass answers 500 with its cause, instead of a job
+    that starts again, silently, at every poll."""
+    import antlers.explain
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    client, jobs, run_id, folder = served
+    monkeypatch.setattr(antlers.explain, "top_k_activations", broken)
+    for cached in (folder / "explain").glob("topk-*.safetensors"):
+        cached.unlink()
+    layer = client.get(f"/api/runs/{run_id}/channels").json()[0]["layer"]
+    url = f"/api/runs/{run_id}/topk?layer={layer}&channel=0"
+    failed = client.get(url)
+    if failed.status_code == 202:  # still running: its end, then the answer
+        jobs.wait()
+        failed = client.get(url)
+    assert failed.status_code == 500
+    assert "RuntimeError: boom" in failed.json()["error"]

@@ -103,7 +103,7 @@ class TopKJobs:
             if job is None:
                 with loaded.lock:
                     model = copy.deepcopy(loaded.run.model)
-                job = {"done": 0, "total": None, "error": None}
+                job = {"done": 0, "total": None, "error": None, "status": 400}
                 job["thread"] = threading.Thread(
                     target=self._search, args=(loaded.run, model, layer, job), daemon=True
                 )
@@ -111,7 +111,7 @@ class TopKJobs:
                 job["thread"].start()
             if job["error"] is not None:
                 del self._jobs[key]  # the next request tries again
-                raise ApiError(400, job["error"])
+                raise ApiError(job["status"], job["error"])
             return {"pending": True, "done": job["done"], "total": job["total"]}
 
     def wait(self) -> None:
@@ -140,7 +140,10 @@ class TopKJobs:
             meta = {"layer": layer, "images": str(len(images)), "weights": _stamp(run)}
             atomic_write(cache_path(run, layer), save(tensors, metadata=meta))
         except (ValueError, OSError) as error:
-            job["error"] = str(error)
+            job["error"], job["status"] = str(error), 400
+        except Exception as error:  # a bug: said once, not started again at every poll
+            kind = type(error).__name__
+            job["error"], job["status"] = f"the top-images pass failed ({kind}: {error})", 500
         finally:
             with self._lock:
                 if job["error"] is None:

@@ -36,7 +36,11 @@ export async function render(root, { state, runs }) {
   slider.addEventListener("input", show);
   root.append(el("div", { class: "controls" }, el("label", {}, "epoch ", slider)), caption, shown);
   show();
-  await renderTop(root, chosen, state, error);
+  if (trained.find((r) => r.id === chosen)?.task === "classify") {
+    await renderTop(root, chosen, state, error);
+  } else {  // the search ranks a classifier's test images; other tasks show their kernels only
+    root.append(el("p", { class: "muted" }, "Top images per channel: for classify runs."));
+  }
 }
 
 // The layer and channel pickers, and the top images once the server has them.
