@@ -131,6 +131,29 @@ def test_cli_train_eval_predict(
     assert re.fullmatch(rf"{re.escape(str(image))}: \d [01]\.\d{{3}}, \d [01]\.\d{{3}}", line)
 
 
+def test_predict_reads_files_in_chunks_with_the_same_answers(
+    classify_run: TrainedRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five files in chunks of two (memory bounded by the chunk) answer as one batch of five."""
+    from antlers import Run
+    from antlers.tasks.classify import task as classify_task
+
+    digits = load_dataset("digits", "test").images
+    paths = []
+    for i in range(5):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(digits[i, 0].numpy()).save(paths[-1])
+    run = Run.load(classify_run.path)
+    whole = run.task.predict_files(run.model, run.model_config, paths, top=3)
+    monkeypatch.setattr(classify_task, "PREDICT_CHUNK", 2)
+    chunked = run.task.predict_files(run.model, run.model_config, paths, top=3)
+    assert [r["image"] for r in chunked] == paths
+    for a, b in zip(chunked, whole, strict=True):  # batch sizes may round differently
+        assert [x["label"] for x in a["top"]] == [x["label"] for x in b["top"]]
+        got, expected = ([x["probability"] for x in r["top"]] for r in (a, b))
+        assert got == pytest.approx(expected, abs=1e-6)
+
+
 def test_predict_with_a_missing_run_is_one_error(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["predict", "/nonexistent/run", "x.png"])
     assert code == 2

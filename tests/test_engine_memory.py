@@ -77,3 +77,33 @@ def test_the_probe_leaves_the_model_and_the_random_numbers_as_they_were(
     monkeypatch.setattr("antlers.engine.memory.available_bytes", lambda device: 1000)
     with pytest.raises(ValueError, match=r"--batch-size 16: .* more than the 1\.0 KiB free on cpu"):
         check_step_memory(task, model, _Loader(), 16, torch.device("cpu"))
+
+
+def test_resizing_in_chunks_equals_one_interpolate_of_the_whole_set() -> None:
+    """The chunked resize (chunks of 3 images here) against torch's interpolate of all at once."""
+    from antlers.data.imageset import resize_images
+
+    images = torch.randint(0, 256, (10, 2, 7, 9), dtype=torch.uint8)
+    resized = resize_images(images, 12, chunk_bytes=4 * 2 * 12 * 12 * 3)
+    whole = torch.nn.functional.interpolate(
+        images.float(), size=(12, 12), mode="bilinear", antialias=True
+    )
+    assert torch.equal(resized, whole.round().clamp(0, 255).to(torch.uint8))
+
+
+def test_a_data_set_too_large_for_memory_is_refused_before_it_is_resized(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--image-size 4096 on the digits would need gigabytes: with 64 MiB free, one line naming
+    the size and the memory, exit 2, no run folder."""
+    from antlers.data import imageset
+
+    monkeypatch.setattr(imageset, "available_ram", lambda: 64 * 2**20)
+    out = tmp_path / "runs"
+    argv = ["train", "classify", "--data", "digits", "--image-size", "4096", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "image_size 4096: " in err[0]
+    assert "0.1 GiB is free; choose a smaller --image-size" in err[0]
+    assert not out.exists()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from antlers.io.system import available_ram, gib
+
 __all__ = ["SPLITS", "ImageSet", "resize_images", "stratified_split_indices"]
 
 SPLITS = ("train", "test")
@@ -123,21 +125,29 @@ def stratified_split_indices(
     return rest.astype(np.int64), held_out.astype(np.int64)
 
 
-def resize_images(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.Tensor:
+def resize_images(images: torch.Tensor, size: int, chunk_bytes: int = 256 * 2**20) -> torch.Tensor:
     """Resize uint8 images (N, C, H, W) to (N, C, size, size), bilinear with antialiasing.
 
     Meant for the square built-in sets (MNIST, CIFAR-10, digits); non-square inputs are
-    stretched. Works in chunks of `chunk` images to bound memory.
+    stretched. The result is allocated once, after checking that it fits in the memory the
+    machine has free (a ValueError naming the size otherwise), and filled in chunks whose float
+    copies stay under ``chunk_bytes``.
     """
     if size <= 0:
         raise ValueError(f"image_size must be a positive integer, got {size}")
     if images.shape[-2:] == (size, size):
         return images
-    parts = []
-    for start in range(0, len(images), chunk):
+    n, c, h, w = images.shape
+    need, free = n * c * size * size, available_ram()
+    if free is not None and need > free:
+        raise ValueError(
+            f"image_size {size}: {n} images at {size}x{size} need {gib(need)} of memory, and "
+            f"{gib(free)} is free; choose a smaller --image-size"
+        )
+    out = images.new_empty((n, c, size, size))
+    chunk = max(1, chunk_bytes // (4 * c * max(h * w, size * size)))
+    for start in range(0, n, chunk):
         x = images[start : start + chunk].float()
         y = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
-        parts.append(y.round_().clamp_(0, 255).to(torch.uint8))
-    if not parts:
-        return images.new_zeros((0, images.shape[1], size, size))
-    return torch.cat(parts)
+        out[start : start + chunk] = y.round_().clamp_(0, 255).to(torch.uint8)
+    return out

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from antlers.io.system import available_ram
+
 __all__ = ["available_bytes", "check_step_memory", "output_bytes", "step_bytes"]
 
 PROBE_IMAGES = 2  # images of the first batch the probe runs on
@@ -61,14 +63,7 @@ def available_bytes(device: torch.device) -> int | None:
     """Free memory on ``device`` in bytes, or None where it cannot be read."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return available_ram()
 
 
 def check_step_memory(

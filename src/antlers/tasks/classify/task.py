@@ -44,6 +44,7 @@ __all__ = ["ClassifyTask"]
 
 # Mirroring keeps the class of a garment, a photo or a shape, not of a digit.
 NO_FLIP = {"mnist", "digits"}
+PREDICT_CHUNK = 64  # files decoded and classified at a time by ``antlers predict``
 
 
 @dataclass(frozen=True)
@@ -179,11 +180,13 @@ class ClassifyTask:
         probabilities), "text"}; nothing is written."""
         from antlers.io.images import read_images
 
-        result = self.predict(model, config, read_images(list(paths)))
         rows = []
-        for name, row in zip(paths, result.to_json(top), strict=True):
-            shown = ", ".join(f"{b['label']} {b['probability']:.3f}" for b in row["top"])
-            rows.append({"image": name, **row, "text": f"{name}: {shown}"})
+        for start in range(0, len(paths), PREDICT_CHUNK):  # memory bounded by the chunk, not N
+            names = list(paths[start : start + PREDICT_CHUNK])
+            result = self.predict(model, config, read_images(names))
+            for name, row in zip(names, result.to_json(top), strict=True):
+                shown = ", ".join(f"{b['label']} {b['probability']:.3f}" for b in row["top"])
+                rows.append({"image": name, **row, "text": f"{name}: {shown}"})
         return rows
 
     def report(self, run_dir: Path, model: Classifier, data: TaskData) -> dict[str, Any]:

@@ -1,0 +1,24 @@
+"""What the machine has free: the one place that reads it, for every layer that must refuse work
+that would not fit (a training step, a data set resized in memory)."""
+
+from __future__ import annotations
+
+__all__ = ["available_ram", "gib"]
+
+
+def available_ram() -> int | None:
+    """Bytes of memory the kernel can give without swapping (``MemAvailable`` in /proc/meminfo),
+    or None where it cannot be read (not Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def gib(n: float) -> str:
+    """Bytes as GiB for a message: ``gib(3 * 2**30) == "3.0 GiB"``."""
+    return f"{n / 2**30:.1f} GiB"
