@@ -127,6 +127,23 @@ def test_every_task_equals_pytorch_on_another_input(exported: Callable, detect_r
         np.testing.assert_allclose(ours, theirs, RTOL, ATOL)
 
 
+def test_a_static_export_fixes_its_input_shape_and_still_equals_pytorch(
+    classify_run: Any, tmp_path: Path
+) -> None:
+    """--no-dynamic: every input axis is a number in the file, and the graph equals PyTorch."""
+    run = Run.load(classify_run.path)
+    written = export_onnx(run, tmp_path / "static.onnx", dynamic=False)
+    assert written.parity.ok, written.parity
+    axes = onnx.load(str(written.path)).graph.input[0].type.tensor_type.shape.dim
+    assert all(axis.HasField("dim_value") for axis in axes), axes
+    shape = tuple(axis.dim_value for axis in axes)
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(3))
+    (logits,) = run_graph(written.path, images=x)
+    with torch.no_grad():
+        expected = run.task.logits(run.model, x).numpy()
+    np.testing.assert_allclose(logits, expected, RTOL, ATOL)
+
+
 def test_onnx_run_predicts_as_the_run(exported: Callable, detect_run: Any) -> None:
     g = torch.Generator().manual_seed(8)
     run, path = exported("classify")
