@@ -35,7 +35,7 @@ CASES = [
     ("train classify --patience -2", 2, "patience must be >= 1 epoch, got -2"),
     ("train classify --clip-grad -1", 2, "clip_grad must be > 0, got -1.0"),
     ("train classify --crop -3", 2, "crop must be >= 0 pixels, got -3"),
-    ("train classify --lr nan", 2, "lr must be > 0, got nan"),
+    ("train classify --lr nan", 2, "lr must be >= 0, got nan"),
     ("eval /nonexistent", 2, "/nonexistent"),
     ("eval {text}", 2, "must be a .safetensors file"),
     ("eval {run} --split train", 2, "invalid choice: 'train'"),

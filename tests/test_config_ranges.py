@@ -9,7 +9,7 @@ from antlers.config import RANGES, TrainConfig
 # For each ranged field: a value inside the range and one just outside it.
 INSIDE_OUTSIDE = {
     "time": (0.5, 0.0),
-    "lr": (0.1, 0.0),
+    "lr": (0.0, -1e-9),
     "momentum": (0.0, 1.0),
     "weight_decay": (0.0, -1e-9),
     "warmup": (0.0, 1.0),

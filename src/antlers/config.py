@@ -33,7 +33,7 @@ def _f(default: Any, help: str, **choices: Any) -> Any:
 # the error states it; NaN fails every comparison, so it is refused too.
 RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "time": (lambda v: v > 0, "> 0 seconds"),
-    "lr": (lambda v: v > 0, "> 0"),
+    "lr": (lambda v: v >= 0, ">= 0"),
     "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "weight_decay": (lambda v: v >= 0, ">= 0"),
     "warmup": (lambda v: 0 <= v < 1, "a fraction of training in [0, 1)"),
