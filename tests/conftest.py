@@ -85,6 +85,20 @@ def classify_config(
     )
 
 
+def finish_or_kill(proc: Any, timeout: float) -> str:
+    """The combined output of a process group started with ``start_new_session=True``; the
+    whole group is killed and the test failed when it runs past ``timeout`` seconds."""
+    import signal
+    import subprocess
+
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output = proc.communicate()[0]
+        pytest.fail(f"torchrun still running after {timeout} s:\n{output[-3000:]}")
+
+
 def train_cli(task: str, options: list[str], out: Path, threads: int | None = None) -> TrainedRun:
     """``antlers train TASK OPTIONS --out OUT --name run``, its printed lines captured."""
     import torch

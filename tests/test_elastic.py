@@ -6,7 +6,6 @@ that was never interrupted."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 
 from antlers.config import TrainConfig
 from antlers.engine.checkpoint import load_state, load_weights
+from conftest import finish_or_kill
 
 WORKER = Path(__file__).parent / "scripts" / "elastic_worker.py"
 FAILING = Path(__file__).parent / "scripts" / "failing_worker.py"
@@ -35,12 +35,7 @@ def _torchrun(config: TrainConfig, *args: str, timeout: float = 300) -> str:
         env={**os.environ, "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"},
         start_new_session=True,
     )  # fmt: skip
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"torchrun still running after {timeout} s:\n{output[-3000:]}")
+    output = finish_or_kill(proc, timeout)
     Path(config.out, "torchrun.log").write_text(output)
     assert proc.returncode == 0, output[-3000:]
     return output

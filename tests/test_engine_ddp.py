@@ -19,6 +19,7 @@ from antlers.config import TrainConfig
 from antlers.engine.fit import fit
 from antlers.engine.loader import TensorLoader, epoch_order
 from antlers.tasks import default_config, get_task
+from conftest import finish_or_kill
 
 WORKER = Path(__file__).parent / "scripts" / "ddp_worker.py"
 
@@ -42,12 +43,7 @@ def _torchrun(config: TrainConfig, *args: str, timeout: float = 300, task: str =
         env={**os.environ, "OMP_NUM_THREADS": "1", "ANTLERS_TEST_TASK": task},
         start_new_session=True,
     )
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"torchrun still running after {timeout} s:\n{output[-3000:]}")
+    output = finish_or_kill(proc, timeout)
     assert proc.returncode == 0, output[-3000:]
     return output
 
