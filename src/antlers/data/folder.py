@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
+from antlers.data.decode import decode_files, decode_image
 from antlers.data.imageset import ImageSet, stratified_split_indices
 from antlers.data.skips import Skips
-from antlers.io.images import ImageError, open_image, to_8bit
 
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
@@ -143,17 +143,6 @@ def split_roots(root: Path) -> dict[str, Path] | None:
     return found if len(found) == len(SPLIT_FOLDERS) else None
 
 
-def decode_image(path: str | Path, image_size: int, channels: int) -> np.ndarray:
-    """One image file as uint8 (image_size, image_size, channels) by the module's policy.
-
-    Raises ``open_image``'s ImageError for a file it refuses.
-    """
-    im = to_8bit(open_image(path))
-    im = im.convert("L" if channels == 1 else "RGB")
-    im = ImageOps.fit(im, (image_size, image_size), method=Image.Resampling.BICUBIC)
-    return np.asarray(im, dtype=np.uint8).reshape(image_size, image_size, channels)
-
-
 def is_gray_file(path: Path) -> bool | None:
     """Whether the file's mode is grayscale, from its header only; None if it cannot be opened."""
     try:
@@ -163,22 +152,6 @@ def is_gray_file(path: Path) -> bool | None:
                 return im.mode in GRAY_MODES
     except Exception:  # Pillow raises many exception types for malformed files
         return None
-
-
-def decode_all(
-    files: list[Path], image_size: int, channels: int, skips: Skips
-) -> tuple[list[np.ndarray], list[int]]:
-    """Decode `files`; returns (arrays, indices of the decoded files); the rest go to skips."""
-    arrays: list[np.ndarray] = []
-    kept: list[int] = []
-    for i, path in enumerate(files):
-        try:
-            arrays.append(decode_image(path, image_size, channels))
-        except ImageError as error:
-            skips.skip(path.name, f"{path}: cannot read image: {error.reason}")
-            continue
-        kept.append(i)
-    return arrays, kept
 
 
 def select_files(
@@ -206,11 +179,14 @@ def load_folder(
     strict: bool = False,
     seed: int = 0,
     test_fraction: float = DEFAULT_TEST_FRACTION,
+    progress: bool = True,
 ) -> ImageSet:
     """Load one split of a class-per-folder dataset as uint8 (N, C, S, S), S = image_size or 64.
 
     See the module docstring for the layout, the conversion policy and how unreadable files
-    are handled. The ImageSet's name is the root folder's name.
+    are handled. The files are decoded on every core (``antlers.data.decode``), with a
+    progress bar or plain lines with the rate and ETA on stderr (``progress``). The ImageSet's
+    name is the root folder's name.
     """
     root = Path(root).expanduser()
     if split not in SPLIT_FOLDERS:
@@ -225,13 +201,14 @@ def load_folder(
         raise ValueError(f"{root}: no images for split {split!r} (too few images to hold out?)")
     channels = 1 if all(is_gray_file(p) is not False for p in every_file) else 3
     skips = Skips(strict)
-    arrays, kept = decode_all(files, size, channels, skips)
+    pixels = np.zeros((len(files), channels, size, size), dtype=np.uint8)
+    kept = decode_files(files, range(len(files)), pixels, skips, progress=progress)
     skips.warn(root, "unreadable image file(s)", "ImageSet.skipped")
-    if not arrays:
+    if not kept:
         raise ValueError(
             f"{root}: none of the {len(files)} image files of split {split!r} is readable"
         )
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    images = torch.from_numpy(pixels[kept] if len(kept) < len(files) else pixels)
     return ImageSet(
         images, torch.from_numpy(labels[kept]), classes, root.resolve().name, skips.lines
     )

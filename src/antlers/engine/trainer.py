@@ -18,11 +18,11 @@ from antlers.engine.checkpoint import CheckpointError, load_weights, save_state,
 from antlers.engine.flops import counted
 from antlers.engine.monitor import grad_norm_row, grad_sample_every, save_kernels, write_grad_norms
 from antlers.engine.precision import autocast, autocast_dtype
-from antlers.engine.progress import Progress
 from antlers.engine.runfolder import write_curves, write_metrics_csv
 from antlers.engine.schedule import learning_rate
 from antlers.engine.training import StopFlag, should_stop
 from antlers.io.files import atomic_write
+from antlers.io.progress import Progress
 
 __all__ = ["EPOCHS_WITH_TIME_BUDGET", "Loop", "NonFiniteLossError", "Trainer"]
 

@@ -1,0 +1,114 @@
+"""Image files to pixels, many at once: every core decodes, one array (N, C, S, S) receives.
+
+One file becomes uint8 (C, S, S) by ``decode_image`` (the class-folder policy of
+``antlers.data.folder``: EXIF orientation, 8-bit, gray or RGB, the shorter side scaled to S and
+the longer one center-cropped). ``decode_files`` decodes a list of files into rows of an array
+the caller owns, a NumPy array in memory or a memory-mapped file (``data/cache.py``): worker
+processes (one per core, forked, so nothing is imported again) decode chunks of files and send
+back pixels, and this process writes them into their rows, so the array is never shared between
+processes. A file that cannot be read is reported to the caller's ``Skips`` (skip and count, or
+raise when strict) and its row is left as zeros; the caller keeps only the decoded rows.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from antlers.data.skips import Skips
+from antlers.io.images import ImageError, open_image, to_8bit
+from antlers.io.progress import Progress
+
+__all__ = ["CHUNK", "PARALLEL_FROM", "available_cores", "decode_files", "decode_image"]
+
+CHUNK = 64  # files per task sent to a worker: large enough to amortise the messages
+PARALLEL_FROM = 256  # fewer files than this are decoded in this process (no workers to start)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def decode_image(path: str | Path, image_size: int, channels: int) -> np.ndarray:
+    """One image file as uint8 (image_size, image_size, channels) by the folder policy.
+
+    Raises ``open_image``'s ImageError for a file it refuses.
+    """
+    im = to_8bit(open_image(path))
+    im = im.convert("L" if channels == 1 else "RGB")
+    im = ImageOps.fit(im, (image_size, image_size), method=Image.Resampling.BICUBIC)
+    return np.asarray(im, dtype=np.uint8).reshape(image_size, image_size, channels)
+
+
+def _decode_chunk(paths: Sequence[Path], image_size: int, channels: int) -> list[np.ndarray | str]:
+    """Each file as uint8 (C, S, S), or the reason it cannot be read (a worker's task)."""
+    results: list[np.ndarray | str] = []
+    for path in paths:
+        try:
+            results.append(decode_image(path, image_size, channels).transpose(2, 0, 1))
+        except ImageError as error:
+            results.append(error.reason)
+    return results
+
+
+def decode_files(
+    files: Sequence[Path],
+    rows: Sequence[int],
+    out: np.ndarray,
+    skips: Skips,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[int]:
+    """Decode ``files[i]`` into ``out[rows[i]]``; returns the ``i`` of the files decoded.
+
+    out: uint8 (N, C, S, S), S square. workers: processes (default: every available core; one
+    decodes here, without starting any). Unreadable files go to ``skips`` (which may raise,
+    when strict) in the order of ``files``. ``progress``: a bar or plain lines with the rate and
+    the ETA on stderr, for ``PARALLEL_FROM`` files or more.
+    """
+    _, channels, size, _ = out.shape
+    workers = workers or available_cores()
+    chunks = [range(i, min(i + CHUNK, len(files))) for i in range(0, len(files), CHUNK)]
+    shown = progress and len(files) >= PARALLEL_FROM  # a few files need no progress lines
+    bar = Progress(len(files), "decoding images", enabled=shown, unit="images")
+    decoded: list[int] = []
+    failed: dict[int, str] = {}
+
+    def store(chunk: range, results: list[np.ndarray | str]) -> None:
+        for i, result in zip(chunk, results, strict=True):
+            if isinstance(result, str):
+                failed[i] = result
+            else:
+                out[rows[i]] = result
+                decoded.append(i)
+        bar.update(len(chunk))
+
+    try:
+        if workers == 1 or len(files) < PARALLEL_FROM:
+            for chunk in chunks:
+                store(chunk, _decode_chunk([files[i] for i in chunk], size, channels))
+        else:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                tasks = [
+                    pool.submit(_decode_chunk, [files[i] for i in chunk], size, channels)
+                    for chunk in chunks
+                ]
+                for chunk, task in zip(chunks, tasks, strict=True):
+                    store(chunk, task.result())
+    finally:
+        bar.close()
+    for i in sorted(failed):
+        skips.skip(Path(files[i]).name, f"{files[i]}: cannot read image: {failed[i]}")
+    return sorted(decoded)
