@@ -180,13 +180,14 @@ def load_folder(
     seed: int = 0,
     test_fraction: float = DEFAULT_TEST_FRACTION,
     progress: bool = True,
+    workers: int | None = None,
 ) -> ImageSet:
     """Load one split of a class-per-folder dataset as uint8 (N, C, S, S), S = image_size or 64.
 
     See the module docstring for the layout, the conversion policy and how unreadable files
-    are handled. The files are decoded on every core (``antlers.data.decode``), with a
-    progress bar or plain lines with the rate and ETA on stderr (``progress``). The ImageSet's
-    name is the root folder's name.
+    are handled. The files are decoded by ``workers`` processes (default: one per available
+    core; ``antlers.data.decode``), with a progress bar or plain lines with the rate and ETA on
+    stderr (``progress``). The ImageSet's name is the root folder's name.
     """
     root = Path(root).expanduser()
     if split not in SPLIT_FOLDERS:
@@ -202,7 +203,7 @@ def load_folder(
     channels = 1 if all(is_gray_file(p) is not False for p in every_file) else 3
     skips = Skips(strict)
     pixels = np.zeros((len(files), channels, size, size), dtype=np.uint8)
-    kept = decode_files(files, range(len(files)), pixels, skips, progress=progress)
+    kept = decode_files(files, range(len(files)), pixels, skips, workers=workers, progress=progress)
     skips.warn(root, "unreadable image file(s)", "ImageSet.skipped")
     if not kept:
         raise ValueError(
