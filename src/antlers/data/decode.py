@@ -3,11 +3,12 @@
 One file becomes uint8 (C, S, S) by ``decode_image`` (the class-folder policy of
 ``antlers.data.folder``: EXIF orientation, 8-bit, gray or RGB, the shorter side scaled to S and
 the longer one center-cropped). ``decode_files`` decodes a list of files into rows of an array
-the caller owns, a NumPy array in memory or a memory-mapped file (``data/cache.py``): worker
-processes (one per core, forked, so nothing is imported again) decode chunks of files and send
-back pixels, and this process writes them into their rows, so the array is never shared between
-processes. A file that cannot be read is reported to the caller's ``Skips`` (skip and count, or
-raise when strict) and its row is left as zeros; the caller keeps only the decoded rows.
+the caller owns (in memory, or a ``np.memmap``: only this process writes it): worker processes
+(one per core, forked, so nothing is imported again; they use PIL and NumPy only, never torch)
+decode chunks of files and send back pixels, and this process writes them into their rows.
+Under torchrun every rank decodes its own copy with its own workers and progress lines. A file
+that cannot be read is reported to the caller's ``Skips`` (skip and count, or raise when strict)
+and its row is left as zeros; the caller keeps only the decoded rows.
 """
 
 from __future__ import annotations
