@@ -5,12 +5,14 @@ and a long decode reports its rate and ETA."""
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from antlers.data import decode
 from antlers.data.decode import PARALLEL_FROM, decode_files, decode_image
 from antlers.data.folder import DEFAULT_TEST_FRACTION, load_folder, select_files
 from antlers.data.skips import DataError, Skips
@@ -60,6 +62,20 @@ def test_bad_files_are_named_in_order_and_strict_raises_at_the_first(many: list[
     assert all("cannot read image" in line for line in skips.lines)
     with pytest.raises(DataError, match=r"0005\.png"):
         decode_files(many, range(len(many)), out, Skips(strict=True), workers=2, progress=False)
+
+
+def _die(*args: object) -> None:
+    os._exit(9)  # as the OOM killer would end a worker
+
+
+def test_a_worker_that_dies_is_one_line_not_a_traceback(
+    many: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decode, "_decode_chunk", _die)  # the forked workers inherit it
+    out = np.zeros((len(many), 3, 4, 4), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"a worker process died") as error:
+        decode_files(many, range(len(many)), out, Skips(), workers=2, progress=False)
+    assert "\n" not in str(error.value)
 
 
 def test_a_folder_loads_each_file_as_decode_image_gives_it(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,8 @@ def decode_files(
 
     out: uint8 (N, C, S, S), S square. workers: processes (default: every available core; one
     decodes here, without starting any). Unreadable files go to ``skips`` (which may raise,
-    when strict) in the order of ``files``. ``progress``: a bar or plain lines with the rate and
+    when strict) in the order of ``files``; a worker that dies (killed, out of memory) is a
+    ValueError in one line. ``progress``: a bar or plain lines with the rate and
     the ETA on stderr, for ``PARALLEL_FROM`` files or more.
     """
     _, channels, size, _ = out.shape
@@ -108,6 +110,11 @@ def decode_files(
                 ]
                 for chunk, task in zip(chunks, tasks, strict=True):
                     store(chunk, task.result())
+    except BrokenProcessPool:
+        raise ValueError(
+            f"decoding {len(files)} images: a worker process died (killed, or out of "
+            f"memory?); {len(decoded)} were decoded; try again with fewer workers"
+        ) from None
     finally:
         bar.close()
     for i in sorted(failed):
