@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -63,6 +63,25 @@ def _decode_chunk(paths: Sequence[Path], image_size: int, channels: int) -> list
     return results
 
 
+def _decoded_chunks(
+    files: Sequence[Path], size: int, channels: int, workers: int
+) -> Iterator[tuple[range, list[np.ndarray | str]]]:
+    """(indices of a chunk of ``files``, its ``_decode_chunk`` results), in the files' order:
+    decoded here for one worker or a few files, else by ``workers`` forked processes."""
+    chunks = [range(i, min(i + CHUNK, len(files))) for i in range(0, len(files), CHUNK)]
+    if workers == 1 or len(files) < PARALLEL_FROM:
+        for chunk in chunks:
+            yield chunk, _decode_chunk([files[i] for i in chunk], size, channels)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        tasks = [
+            pool.submit(_decode_chunk, [files[i] for i in chunk], size, channels)
+            for chunk in chunks
+        ]
+        for chunk, task in zip(chunks, tasks, strict=True):
+            yield chunk, task.result()
+
+
 def decode_files(
     files: Sequence[Path],
     rows: Sequence[int],
@@ -77,39 +96,23 @@ def decode_files(
     out: uint8 (N, C, S, S), S square. workers: processes (default: every available core; one
     decodes here, without starting any). Unreadable files go to ``skips`` (which may raise,
     when strict) in the order of ``files``; a worker that dies (killed, out of memory) is a
-    ValueError in one line. ``progress``: a bar or plain lines with the rate and
-    the ETA on stderr, for ``PARALLEL_FROM`` files or more.
+    ValueError in one line. ``progress``: a bar or plain lines with the rate and the ETA on
+    stderr, for ``PARALLEL_FROM`` files or more.
     """
     _, channels, size, _ = out.shape
-    workers = workers or available_cores()
-    chunks = [range(i, min(i + CHUNK, len(files))) for i in range(0, len(files), CHUNK)]
     shown = progress and len(files) >= PARALLEL_FROM  # a few files need no progress lines
     bar = Progress(len(files), "decoding images", enabled=shown, unit="images")
     decoded: list[int] = []
     failed: dict[int, str] = {}
-
-    def store(chunk: range, results: list[np.ndarray | str]) -> None:
-        for i, result in zip(chunk, results, strict=True):
-            if isinstance(result, str):
-                failed[i] = result
-            else:
-                out[rows[i]] = result
-                decoded.append(i)
-        bar.update(len(chunk))
-
     try:
-        if workers == 1 or len(files) < PARALLEL_FROM:
-            for chunk in chunks:
-                store(chunk, _decode_chunk([files[i] for i in chunk], size, channels))
-        else:
-            context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                tasks = [
-                    pool.submit(_decode_chunk, [files[i] for i in chunk], size, channels)
-                    for chunk in chunks
-                ]
-                for chunk, task in zip(chunks, tasks, strict=True):
-                    store(chunk, task.result())
+        for chunk, results in _decoded_chunks(files, size, channels, workers or available_cores()):
+            for i, result in zip(chunk, results, strict=True):
+                if isinstance(result, str):
+                    failed[i] = result
+                else:
+                    out[rows[i]] = result
+                    decoded.append(i)
+            bar.update(len(chunk))
     except BrokenProcessPool:
         raise ValueError(
             f"decoding {len(files)} images: a worker process died (killed, or out of "
@@ -119,4 +122,4 @@ def decode_files(
         bar.close()
     for i in sorted(failed):
         skips.skip(Path(files[i]).name, f"{files[i]}: cannot read image: {failed[i]}")
-    return sorted(decoded)
+    return decoded
