@@ -55,6 +55,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (root / "work").mkdir()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HOME", str(root))
+        patch.delenv("ANTLERS_CACHE", raising=False)  # caches go to the temporary HOME
         patch.chdir(root / "work")
         yield root
 

@@ -23,6 +23,7 @@ __all__ = ["TrainConfig", "add_config_flags", "config_from_args", "load_run_conf
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
+DATA_CACHE = ("auto", "on", "off")  # antlers.data.cache.CACHE_MODES (not imported: no numpy here)
 
 
 def _f(default: Any, help: str, **choices: Any) -> Any:
@@ -78,6 +79,12 @@ class TrainConfig:
     image_size: int | None = _f(None, "resize images to this size (dataset default when unset)")
     data_dir: str | None = _f(None, "folder holding the dataset files")
     strict: bool = _f(False, "stop at the first unreadable image instead of skipping it")
+    data_cache: str = _f(
+        "auto",
+        "class folders: decode once into a memory-mapped cache under $ANTLERS_CACHE (default "
+        "~/.cache/antlers) that later runs read; auto: folders of 1,000 images or more",
+        choices=DATA_CACHE,
+    )
     seed: int = _f(0, "random seed: the same seed gives the same run on CPU")
     out: str = _f("runs", "parent folder of run folders (runs/<task>/<name>)")
     name: str | None = _f(None, "run folder name (exp, exp2, ... when unset)")
@@ -106,6 +113,7 @@ class TrainConfig:
             ("optimizer", OPTIMIZERS),
             ("schedule", SCHEDULES),
             ("device", DEVICES),
+            ("data_cache", DATA_CACHE),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(

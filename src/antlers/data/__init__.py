@@ -61,13 +61,15 @@ def load_dataset(
     image_size: int | None = None,
     strict: bool = False,
     seed: int = 0,
+    cache: str = "auto",
 ) -> ImageSet:
     """Load one split of a built-in dataset (a name in DATASETS) or a class-folder dataset (a path).
 
     split: "train" or "test". data_dir: a folder to search first for the real benchmarks'
     files. download: fetch missing benchmark files into ~/.cache/antlers. image_size: side S of
     the square images (default: the dataset's own size; 64 for folders). strict: a folder
-    dataset's unreadable file raises instead of being skipped. seed: the built-in sets' generator
+    dataset's unreadable file raises instead of being skipped. cache: a folder dataset's decoded
+    cache, "auto", "on" or "off" (``load_folder``). seed: the built-in sets' generator
     and the folder / digits test split. Built-in names win over same-named folders: write
     "./shapes" for a folder called shapes.
     """
@@ -93,4 +95,4 @@ def load_dataset(
             f"unknown dataset {name_or_path!r}: not a built-in name (one of {list(DATASETS)}) "
             f"and path not found: {path}"
         )
-    return load_folder(path, split, image_size=image_size, strict=strict, seed=seed)
+    return load_folder(path, split, image_size=image_size, strict=strict, seed=seed, cache=cache)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,10 +28,21 @@ from antlers.data.skips import Skips
 from antlers.io.images import ImageError, open_image, to_8bit
 from antlers.io.progress import Progress
 
-__all__ = ["CHUNK", "PARALLEL_FROM", "available_cores", "decode_files", "decode_image"]
+__all__ = [
+    "CHUNK",
+    "GRAY_MODES",
+    "PARALLEL_FROM",
+    "available_cores",
+    "decode_files",
+    "decode_image",
+    "decode_into",
+    "is_gray_file",
+    "report_failures",
+]
 
 CHUNK = 64  # files per task sent to a worker: large enough to amortise the messages
 PARALLEL_FROM = 256  # fewer files than this are decoded in this process (no workers to start)
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 
 
 def available_cores() -> int:
@@ -39,6 +51,17 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def is_gray_file(path: Path) -> bool | None:
+    """Whether the file's mode is grayscale, from its header only; None if it cannot be opened."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with path.open("rb") as f, Image.open(f) as im:
+                return im.mode in GRAY_MODES
+    except Exception:  # Pillow raises many exception types for malformed files
+        return None
 
 
 def decode_image(path: str | Path, image_size: int, channels: int) -> np.ndarray:
@@ -82,6 +105,52 @@ def _decoded_chunks(
             yield chunk, task.result()
 
 
+def decode_into(
+    files: Sequence[Path],
+    rows: Sequence[int],
+    out: np.ndarray,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[int, str]:
+    """Decode ``files[i]`` into ``out[rows[i]]``; returns ``{i: reason}`` for the files that
+    cannot be read (their rows are left as they were).
+
+    out: uint8 (N, C, S, S), S square, in memory or a writable ``np.memmap``. workers:
+    processes (default: every available core; one decodes here, without starting any). A
+    worker that dies (killed, out of memory) is a ValueError in one line. ``progress``: a bar or
+    plain lines with the rate and the ETA on stderr, for ``PARALLEL_FROM`` files or more.
+    """
+    _, channels, size, _ = out.shape
+    shown = progress and len(files) >= PARALLEL_FROM  # a few files need no progress lines
+    bar = Progress(len(files), "decoding images", enabled=shown, unit="images")
+    failed: dict[int, str] = {}
+    try:
+        for chunk, results in _decoded_chunks(files, size, channels, workers or available_cores()):
+            for i, result in zip(chunk, results, strict=True):
+                if isinstance(result, str):
+                    failed[i] = result
+                else:
+                    out[rows[i]] = result
+            bar.update(len(chunk))
+    except BrokenProcessPool:
+        raise ValueError(
+            f"decoding {len(files)} images: a worker process died (killed, or out of "
+            f"memory?); {bar.count} were decoded; try again with fewer workers"
+        ) from None
+    finally:
+        bar.close()
+    return failed
+
+
+def report_failures(files: Sequence[Path], failed: dict[int, str], skips: Skips) -> list[int]:
+    """Hand each failed file to ``skips`` in the files' order (strict raises at the first);
+    returns the indices of the files that were decoded."""
+    for i in sorted(failed):
+        skips.skip(Path(files[i]).name, f"{files[i]}: cannot read image: {failed[i]}")
+    return [i for i in range(len(files)) if i not in failed]
+
+
 def decode_files(
     files: Sequence[Path],
     rows: Sequence[int],
@@ -91,35 +160,7 @@ def decode_files(
     workers: int | None = None,
     progress: bool = True,
 ) -> list[int]:
-    """Decode ``files[i]`` into ``out[rows[i]]``; returns the ``i`` of the files decoded.
-
-    out: uint8 (N, C, S, S), S square. workers: processes (default: every available core; one
-    decodes here, without starting any). Unreadable files go to ``skips`` (which may raise,
-    when strict) in the order of ``files``; a worker that dies (killed, out of memory) is a
-    ValueError in one line. ``progress``: a bar or plain lines with the rate and the ETA on
-    stderr, for ``PARALLEL_FROM`` files or more.
-    """
-    _, channels, size, _ = out.shape
-    shown = progress and len(files) >= PARALLEL_FROM  # a few files need no progress lines
-    bar = Progress(len(files), "decoding images", enabled=shown, unit="images")
-    decoded: list[int] = []
-    failed: dict[int, str] = {}
-    try:
-        for chunk, results in _decoded_chunks(files, size, channels, workers or available_cores()):
-            for i, result in zip(chunk, results, strict=True):
-                if isinstance(result, str):
-                    failed[i] = result
-                else:
-                    out[rows[i]] = result
-                    decoded.append(i)
-            bar.update(len(chunk))
-    except BrokenProcessPool:
-        raise ValueError(
-            f"decoding {len(files)} images: a worker process died (killed, or out of "
-            f"memory?); {len(decoded)} were decoded; try again with fewer workers"
-        ) from None
-    finally:
-        bar.close()
-    for i in sorted(failed):
-        skips.skip(Path(files[i]).name, f"{files[i]}: cannot read image: {failed[i]}")
-    return decoded
+    """``decode_into``, with the unreadable files handed to ``skips`` (which may raise, when
+    strict) in the order of ``files``; returns the ``i`` of the files decoded."""
+    failed = decode_into(files, rows, out, workers=workers, progress=progress)
+    return report_failures(files, failed, skips)

@@ -4,7 +4,7 @@ Lookup order for a dataset `name` (first folder holding every needed file wins):
 
 1. the explicit ``data_dir`` (the folder itself, then ``data_dir/<name>``),
 2. ``$ANTLERS_DATA/<name>``,
-3. ``~/.cache/antlers/<name>`` (where downloads go),
+3. ``$ANTLERS_CACHE/<name>``, default ``~/.cache/antlers/<name>`` (where downloads go),
 4. extra system folders (Debian's ``/usr/share/datasets/fashion-mnist``).
 
 Downloads stream to a temporary file beside the target, are checked against an MD5, fsync'ed and
@@ -22,6 +22,8 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 from tqdm.auto import tqdm
+
+from antlers.io.system import cache_root
 
 __all__ = [
     "DatasetNotFoundError",
@@ -42,8 +44,8 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 def cache_dir(name: str) -> Path:
-    """``~/.cache/antlers/<name>``: where downloads are stored."""
-    return Path.home() / ".cache" / "antlers" / name
+    """``$ANTLERS_CACHE/<name>`` (default ``~/.cache/antlers/<name>``): where downloads go."""
+    return cache_root() / name
 
 
 def search_folders(

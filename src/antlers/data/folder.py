@@ -29,14 +29,14 @@ Segmentation mask folders reuse :func:`list_images`; they and YOLO folders read 
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from antlers.data.decode import decode_files, decode_image
+from antlers.data.cache import CACHE_MODES, open_decoded
+from antlers.data.decode import decode_files, decode_image, is_gray_file, report_failures
 from antlers.data.imageset import ImageSet, stratified_split_indices
 from antlers.data.skips import Skips
 
@@ -65,7 +65,7 @@ IMAGE_EXTENSIONS = (
 )
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_TEST_FRACTION = 0.2
-GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+CACHE_FROM = 1000  # images from which cache="auto" reads a folder through the decoded cache
 SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val")}
 
 
@@ -143,17 +143,6 @@ def split_roots(root: Path) -> dict[str, Path] | None:
     return found if len(found) == len(SPLIT_FOLDERS) else None
 
 
-def is_gray_file(path: Path) -> bool | None:
-    """Whether the file's mode is grayscale, from its header only; None if it cannot be opened."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with path.open("rb") as f, Image.open(f) as im:
-                return im.mode in GRAY_MODES
-    except Exception:  # Pillow raises many exception types for malformed files
-        return None
-
-
 def select_files(
     root: Path, split: str, seed: int, test_fraction: float
 ) -> tuple[list[Path], np.ndarray, tuple[str, ...], list[Path]]:
@@ -171,6 +160,38 @@ def select_files(
     return [every_file[i] for i in chosen], every_label[chosen], classes, every_file
 
 
+def use_cache(cache: str, count: int) -> bool:
+    """Whether a folder of ``count`` images is read through the decoded cache: ``cache`` is
+    "on", "off", or "auto" (folders of ``CACHE_FROM`` images or more)."""
+    if cache not in CACHE_MODES:
+        raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
+    return cache == "on" or (cache == "auto" and count >= CACHE_FROM)
+
+
+def decode_split(
+    files: list[Path], every_file: list[Path], size: int, skips: Skips, **options: Any
+) -> tuple[np.ndarray, list[int]]:
+    """The split's files decoded in this run: (uint8 (N, C, S, S) pixels of the readable
+    ones, their indices in ``files``); C from every file of both splits."""
+    channels = 1 if all(is_gray_file(p) is not False for p in every_file) else 3
+    pixels = np.zeros((len(files), channels, size, size), dtype=np.uint8)
+    kept = decode_files(files, range(len(files)), pixels, skips, **options)
+    return (pixels[kept] if len(kept) < len(files) else pixels), kept
+
+
+def cached_split(
+    root: Path, files: list[Path], every_file: list[Path], size: int, skips: Skips, **options: Any
+) -> tuple[np.ndarray, list[int]]:
+    """``decode_split``'s result, read from the decoded cache of both splits
+    (``antlers.data.cache``), which decodes only what it lacks."""
+    decoded = open_decoded(root, every_file, size, **options)
+    row = {path: k for k, path in enumerate(every_file)}
+    rows = [row[path] for path in files]
+    failed = {i: decoded.reasons[r] for i, r in enumerate(rows) if decoded.reasons[r] is not None}
+    kept = report_failures(files, failed, skips)  # type: ignore[arg-type]
+    return np.ascontiguousarray(decoded.pixels[[rows[i] for i in kept]]), kept
+
+
 def load_folder(
     root: str | Path,
     split: str = "train",
@@ -181,13 +202,16 @@ def load_folder(
     test_fraction: float = DEFAULT_TEST_FRACTION,
     progress: bool = True,
     workers: int | None = None,
+    cache: str = "auto",
 ) -> ImageSet:
     """Load one split of a class-per-folder dataset as uint8 (N, C, S, S), S = image_size or 64.
 
     See the module docstring for the layout, the conversion policy and how unreadable files
     are handled. The files are decoded by ``workers`` processes (default: one per available
     core; ``antlers.data.decode``), with a progress bar or plain lines with the rate and ETA on
-    stderr (``progress``). The ImageSet's name is the root folder's name.
+    stderr (``progress``). ``cache`` ("auto", "on", "off"): read through the decoded cache
+    (``antlers.data.cache``; "auto": folders of 1,000 images or more), which gives the same
+    pixels. The ImageSet's name is the root folder's name.
     """
     root = Path(root).expanduser()
     if split not in SPLIT_FOLDERS:
@@ -200,16 +224,20 @@ def load_folder(
     files, labels, classes, every_file = select_files(root, split, seed, test_fraction)
     if not files:
         raise ValueError(f"{root}: no images for split {split!r} (too few images to hold out?)")
-    channels = 1 if all(is_gray_file(p) is not False for p in every_file) else 3
-    skips = Skips(strict)
-    pixels = np.zeros((len(files), channels, size, size), dtype=np.uint8)
-    kept = decode_files(files, range(len(files)), pixels, skips, workers=workers, progress=progress)
+    skips, options = Skips(strict), {"workers": workers, "progress": progress}
+    if use_cache(cache, len(every_file)):
+        pixels, kept = cached_split(root, files, every_file, size, skips, **options)
+    else:
+        pixels, kept = decode_split(files, every_file, size, skips, **options)
     skips.warn(root, "unreadable image file(s)", "ImageSet.skipped")
     if not kept:
         raise ValueError(
             f"{root}: none of the {len(files)} image files of split {split!r} is readable"
         )
-    images = torch.from_numpy(pixels[kept] if len(kept) < len(files) else pixels)
     return ImageSet(
-        images, torch.from_numpy(labels[kept]), classes, root.resolve().name, skips.lines
+        torch.from_numpy(pixels),
+        torch.from_numpy(labels[kept]),
+        classes,
+        root.resolve().name,
+        skips.lines,
     )

@@ -1,9 +1,20 @@
 """What the machine has free: the one place that reads it, for every layer that must refuse work
-that would not fit (a training step, a data set resized in memory)."""
+that would not fit (a training step, a data set resized in memory); and where antlers keeps the
+files it can always make again (downloads, decoded caches)."""
 
 from __future__ import annotations
 
-__all__ = ["available_ram", "gib"]
+import os
+from pathlib import Path
+
+__all__ = ["available_ram", "cache_root", "gib"]
+
+
+def cache_root() -> Path:
+    """``$ANTLERS_CACHE``, else ``~/.cache/antlers``: downloads (``<name>/``) and decoded
+    caches (``decoded/``)."""
+    configured = os.environ.get("ANTLERS_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "antlers"
 
 
 def available_ram() -> int | None:

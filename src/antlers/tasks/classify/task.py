@@ -70,6 +70,7 @@ class ClassifyTask:
             "image_size": config.image_size,
             "strict": config.strict,
             "seed": config.seed,
+            "cache": config.data_cache,
         }
         train, val = validation_split(load_dataset(config.data, "train", **kwargs), config.seed)
         test = load_dataset(config.data, "test", **kwargs)

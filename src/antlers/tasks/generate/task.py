@@ -145,7 +145,7 @@ class GenerateTask:
         if config.data == CAPTIONS:
             return caption_data(self, config, config.model or self.default_model, rank, world_size)
         kwargs = {"data_dir": config.data_dir, "image_size": config.image_size}
-        kwargs |= {"strict": config.strict, "seed": config.seed}
+        kwargs |= {"strict": config.strict, "seed": config.seed, "cache": config.data_cache}
         whole = load_dataset(config.data, "train", **kwargs)
         train, val = validation_split(whole, config.seed)
         test = load_dataset(config.data, "test", **kwargs)
