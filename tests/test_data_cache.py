@@ -8,6 +8,8 @@ import fcntl
 import hashlib
 import multiprocessing
 import os
+import subprocess
+import sys
 import types
 import warnings
 from pathlib import Path
@@ -54,7 +56,7 @@ def decoded_files(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     real = cache_module.decode_into
 
     def counting(files, *args, **kwargs):  # type: ignore[no-untyped-def]
-        names.extend(f"{f.parent.name}/{f.name}" for f in files)
+        names.extend("/".join(Path(f).parts[-2:]) for f in files)
         return real(files, *args, **kwargs)
 
     monkeypatch.setattr(cache_module, "decode_into", counting)
@@ -224,10 +226,61 @@ def test_train_reads_the_cache_its_config_names(photos: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data = task.load_data(config)
-        seen[cache] = (data.train.images, data.val.images, data.test.images, data.model_config)
+        loaders = (data.train, data.val, data.test)
+        seen[cache] = [[b["image"] for b in loader.epoch(1)] for loader in loaders]
+        seen[cache].append(data.model_config)
         assert decoded_cache_folder(photos, SIZE).exists() == (cache == "on")
+    assert data.train.rows is not None  # the cache's pixels, mapped, not copied
     for off, on in zip(seen["off"][:3], seen["on"][:3], strict=True):
-        assert torch.equal(off, on)
+        assert len(off) == len(on) > 0
+        assert all(torch.equal(a, b) for a, b in zip(off, on, strict=True))
     assert seen["off"][3] == seen["on"][3]  # pixel statistics and whitening included
     with pytest.raises(ValueError, match="data_cache must be one of auto, on, off"):
         TrainConfig(data=str(photos), data_cache="always")
+
+
+PEAK_ANON = """
+import sys, threading, time
+from antlers.engine.fit import fit
+from antlers.tasks import default_config, get_task
+
+peak = [0]
+def sample():
+    while True:
+        with open("/proc/self/status") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+        peak[0] = max(peak[0], kib)
+        time.sleep(0.002)
+threading.Thread(target=sample, daemon=True).start()
+config = default_config("classify", data=sys.argv[1], data_cache="on", model="lecture_cnn",
+                        image_size=64, batch_size=64, max_steps=3, out=sys.argv[2], device="cpu")
+fit(get_task("classify"), config, log=lambda *args: None)
+time.sleep(0.05)
+print(peak[0])
+"""
+
+
+def test_training_memory_does_not_grow_with_the_folder(tmp_path: Path) -> None:
+    """Peak anonymous memory (the page cache of the mapped cache excluded) of building the
+    cache and training on 2,000 and on 8,000 images of 64 px: a copy of the images in memory
+    would add 12 KiB per image, 74 MB for the 6,000 more, and a float copy four times that.
+    glibc's malloc is told to return large freed blocks at once (it keeps them otherwise, by
+    a threshold that adapts as the process runs), so that the peak measures memory in use."""
+    rng = np.random.default_rng(0)
+    pool = []
+    for i in range(16):
+        pool.append(tmp_path / f"pool{i}.png")
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(pool[-1])
+    peaks = []
+    for count in (2000, 8000):
+        root = tmp_path / f"set{count}"
+        for i in range(count):
+            (root / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+            os.link(pool[i % len(pool)], root / "ab"[i % 2] / f"{i:05d}.png")
+        env = os.environ | {"ANTLERS_CACHE": str(tmp_path / "cache")}
+        env["MALLOC_MMAP_THRESHOLD_"] = "131072"  # freed large blocks go back: live memory only
+        command = [sys.executable, "-c", PEAK_ANON, str(root), str(tmp_path / "runs")]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        peaks.append(int(done.stdout.split()[-1]) * 1024)
+    assert peaks[1] - peaks[0] < 25 * 2**20, [f"{p / 2**20:.0f} MiB" for p in peaks]

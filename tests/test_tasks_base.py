@@ -201,3 +201,19 @@ def test_fit_chooses_on_validation_and_scores_the_test_split_once(tmp_path: Path
     assert json.loads((result.run_dir / "metrics.json").read_text()) == result.test
     again = Run.load(result.run_dir).evaluate()  # weights/best.safetensors on the test split
     assert again["accuracy"] == pytest.approx(result.test["test_accuracy"], abs=1e-6)
+
+
+def test_pixel_stats_in_chunks_and_by_rows_equal_the_whole_computation() -> None:
+    from antlers.tasks.base import pixel_stats
+
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (50, 3, 5, 7), dtype=torch.uint8, generator=generator)
+    rows = torch.randperm(50, generator=generator)[:31]
+    chosen = pixels[rows].double() / 255  # the oracle: every pixel at once, in float64
+    mean, std = chosen.mean(dim=(0, 2, 3)), chosen.std(dim=(0, 2, 3))
+    for chunk in (1, 4, 1000):
+        got_mean, got_std = pixel_stats(pixels, rows, chunk=chunk)
+        torch.testing.assert_close(torch.tensor(got_mean, dtype=torch.float64), mean)
+        torch.testing.assert_close(torch.tensor(got_std, dtype=torch.float64), std)
+    flat = torch.full((4, 1, 3, 3), 7, dtype=torch.uint8)
+    assert pixel_stats(flat) == ((7 / 255,), (1e-3,))  # std floored, mean exact

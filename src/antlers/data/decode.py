@@ -16,8 +16,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import warnings
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -42,6 +43,8 @@ __all__ = [
 
 CHUNK = 64  # files per task sent to a worker: large enough to amortise the messages
 PARALLEL_FROM = 256  # fewer files than this are decoded in this process (no workers to start)
+IN_FLIGHT = 4  # chunks submitted ahead per worker: they stay busy, and decoded pixels wait in
+# memory only for those (a whole folder's would not fit: 100,000 images at 224 px are 15 GB)
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 
 
@@ -53,12 +56,12 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def is_gray_file(path: Path) -> bool | None:
+def is_gray_file(path: str | Path) -> bool | None:
     """Whether the file's mode is grayscale, from its header only; None if it cannot be opened."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with path.open("rb") as f, Image.open(f) as im:
+            with open(path, "rb") as f, Image.open(f) as im:
                 return im.mode in GRAY_MODES
     except Exception:  # Pillow raises many exception types for malformed files
         return None
@@ -75,7 +78,9 @@ def decode_image(path: str | Path, image_size: int, channels: int) -> np.ndarray
     return np.asarray(im, dtype=np.uint8).reshape(image_size, image_size, channels)
 
 
-def _decode_chunk(paths: Sequence[Path], image_size: int, channels: int) -> list[np.ndarray | str]:
+def _decode_chunk(
+    paths: Sequence[str | Path], image_size: int, channels: int
+) -> list[np.ndarray | str]:
     """Each file as uint8 (C, S, S), or the reason it cannot be read (a worker's task)."""
     results: list[np.ndarray | str] = []
     for path in paths:
@@ -87,26 +92,31 @@ def _decode_chunk(paths: Sequence[Path], image_size: int, channels: int) -> list
 
 
 def _decoded_chunks(
-    files: Sequence[Path], size: int, channels: int, workers: int
+    files: Sequence[str | Path], size: int, channels: int, workers: int
 ) -> Iterator[tuple[range, list[np.ndarray | str]]]:
     """(indices of a chunk of ``files``, its ``_decode_chunk`` results), in the files' order:
     decoded here for one worker or a few files, else by ``workers`` forked processes."""
     chunks = [range(i, min(i + CHUNK, len(files))) for i in range(0, len(files), CHUNK)]
+    decode_args = (size, channels)
     if workers == 1 or len(files) < PARALLEL_FROM:
         for chunk in chunks:
             yield chunk, _decode_chunk([files[i] for i in chunk], size, channels)
         return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        tasks = [
-            pool.submit(_decode_chunk, [files[i] for i in chunk], size, channels)
-            for chunk in chunks
-        ]
-        for chunk, task in zip(chunks, tasks, strict=True):
-            yield chunk, task.result()
+        pending: deque[tuple[range, Future]] = deque()
+        for chunk in chunks:  # at most IN_FLIGHT chunks per worker: memory does not grow with N
+            task = pool.submit(_decode_chunk, [files[i] for i in chunk], *decode_args)
+            pending.append((chunk, task))
+            if len(pending) >= IN_FLIGHT * workers:
+                done, task = pending.popleft()
+                yield done, task.result()
+        while pending:
+            done, task = pending.popleft()
+            yield done, task.result()
 
 
 def decode_into(
-    files: Sequence[Path],
+    files: Sequence[str | Path],
     rows: Sequence[int],
     out: np.ndarray,
     *,
@@ -143,7 +153,7 @@ def decode_into(
     return failed
 
 
-def report_failures(files: Sequence[Path], failed: dict[int, str], skips: Skips) -> list[int]:
+def report_failures(files: Sequence[str | Path], failed: dict[int, str], skips: Skips) -> list[int]:
     """Hand each failed file to ``skips`` in the files' order (strict raises at the first);
     returns the indices of the files that were decoded."""
     for i in sorted(failed):
@@ -152,7 +162,7 @@ def report_failures(files: Sequence[Path], failed: dict[int, str], skips: Skips)
 
 
 def decode_files(
-    files: Sequence[Path],
+    files: Sequence[str | Path],
     rows: Sequence[int],
     out: np.ndarray,
     skips: Skips,

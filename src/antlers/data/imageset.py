@@ -1,7 +1,9 @@
 """`ImageSet`: an in-memory image-classification dataset, the one type every loader returns.
 
 Conventions: images are stored as uint8 tensors of shape (N, C, H, W) with C = 1 (grayscale) or
-C = 3 (RGB); a sample is the dict ``{"image": float32 (C, H, W) in [0, 1], "label": int}``.
+C = 3 (RGB), in memory or memory-mapped from a decoded cache (then picked by ``rows``, so that
+subsets copy no pixels); a sample is the dict ``{"image": float32 (C, H, W) in [0, 1], "label":
+int}``.
 """
 
 from __future__ import annotations
@@ -21,38 +23,44 @@ SPLITS = ("train", "test")
 
 @dataclass(frozen=True, eq=False)
 class ImageSet:
-    """A labelled set of images held in memory.
+    """A labelled set of images, in memory or memory-mapped.
 
     Attributes:
-        images: uint8 tensor (N, C, H, W), C in {1, 3}.
+        pixels: uint8 tensor (M, C, H, W), C in {1, 3}: the images in memory, or every image of
+            a folder's decoded cache, memory-mapped (``antlers.data.cache``), of which ``rows``
+            picks this set's.
         labels: int64 tensor (N,), each in [0, len(classes)).
         classes: class names; label k means ``classes[k]``.
         name: the dataset's name ("mnist", "shapes", a folder's name, ...).
         skipped: files a loader could not read and left out (folder datasets), as
             "path: reason" strings; empty for the built-in sets.
+        rows: None (image i is ``pixels[i]``, N = M), or int64 (N,): image i is
+            ``pixels[rows[i]]``. A subset of such a set picks rows and copies no pixels, so a
+            training set larger than memory stays in the page cache.
     """
 
-    images: torch.Tensor
+    pixels: torch.Tensor
     labels: torch.Tensor
     classes: tuple[str, ...]
     name: str
     skipped: tuple[str, ...] = ()
+    rows: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         """Check dtypes, shapes and label range; raise ValueError on any mismatch."""
-        if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8:
+        if not isinstance(self.pixels, torch.Tensor) or self.pixels.dtype != torch.uint8:
             raise ValueError(f"{self.name}: images must be a torch.uint8 tensor")
-        if self.images.ndim != 4 or self.images.shape[1] not in (1, 3):
+        if self.pixels.ndim != 4 or self.pixels.shape[1] not in (1, 3):
             raise ValueError(
                 f"{self.name}: images must have shape (N, C, H, W) with C in (1, 3), "
-                f"got {tuple(self.images.shape)}"
+                f"got {tuple(self.pixels.shape)}"
             )
         if not isinstance(self.labels, torch.Tensor) or self.labels.dtype != torch.int64:
             raise ValueError(f"{self.name}: labels must be a torch.int64 tensor")
-        if self.labels.shape != (self.images.shape[0],):
+        n = self.pixels.shape[0] if self.rows is None else len(self.rows)
+        if self.labels.shape != (n,):
             raise ValueError(
-                f"{self.name}: labels must have shape (N,) = ({self.images.shape[0]},), "
-                f"got {tuple(self.labels.shape)}"
+                f"{self.name}: labels must have shape (N,) = ({n},), got {tuple(self.labels.shape)}"
             )
         if not self.classes:
             raise ValueError(f"{self.name}: classes must not be empty")
@@ -62,6 +70,21 @@ class ImageSet:
                 f"{self.name}: labels must lie in [0, {len(self.classes)}), "
                 f"got [{int(self.labels.min())}, {int(self.labels.max())}]"
             )
+
+    @property
+    def images(self) -> torch.Tensor:
+        """uint8 (N, C, H, W): ``pixels`` itself, or a copy of this set's rows of it."""
+        return self.pixels if self.rows is None else self.pixels[self.rows]
+
+    def batch(self, index: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, H, W): images ``index`` (int64 (B,)), copied from ``pixels``."""
+        return self.pixels[index if self.rows is None else self.rows[index]]
+
+    def head(self, n: int) -> torch.Tensor:
+        """uint8 (min(n, N), C, H, W): the first ``n`` images (a view when in memory)."""
+        if self.rows is None:
+            return self.pixels[:n]
+        return self.pixels[self.rows[:n]]
 
     @classmethod
     def from_arrays(
@@ -81,17 +104,26 @@ class ImageSet:
 
     def __len__(self) -> int:
         """Number of images N."""
-        return int(self.images.shape[0])
+        return len(self.labels)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
         """Sample i as ``{"image": float32 (C, H, W) in [0, 1], "label": int}``."""
-        return {"image": self.images[i].float() / 255.0, "label": int(self.labels[i])}
+        return {
+            "image": self.batch(torch.tensor([i]))[0].float() / 255.0,
+            "label": int(self.labels[i]),
+        }
 
     def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> ImageSet:
-        """The images at `indices` (in that order), same classes and name."""
+        """The images at `indices` (in that order), same classes and name: copied when in
+        memory, picked rows of the same ``pixels`` when memory-mapped (``rows``)."""
         index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        if self.rows is not None:
+            rows = self.rows[index]
+            return ImageSet(
+                self.pixels, self.labels[index], self.classes, self.name, self.skipped, rows
+            )
         return ImageSet(
-            self.images[index], self.labels[index], self.classes, self.name, self.skipped
+            self.pixels[index], self.labels[index], self.classes, self.name, self.skipped
         )
 
     def split(self, fraction: float, seed: int = 0) -> tuple[ImageSet, ImageSet]:

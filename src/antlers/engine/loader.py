@@ -141,14 +141,22 @@ class EpochBatches:
 class TensorLoader(EpochBatches):
     """Iterate over ``(images, labels)`` in batches of dicts {"image": float [0,1], "label"}.
 
-    images: uint8 (N, C, H, W); labels: int64 (N,). ``crop_padding`` and ``flip`` turn on the
-    batch-level augmentation (training only); the other options: :class:`EpochBatches`.
+    images: uint8 (N, C, H, W), or with ``rows`` (int64 (N,)) uint8 (M, C, H, W) of which sample
+    i is ``images[rows[i]]`` (a memory-mapped decoded cache: each batch is read from it, nothing
+    else is copied); labels: int64 (N,). ``crop_padding`` and ``flip`` turn on the batch-level
+    augmentation (training only); the other options: :class:`EpochBatches`.
     """
 
     images: Tensor
     labels: Tensor
     batch_size: int
     crop_padding: int = 0
+    rows: Tensor | None = None
+
+    @classmethod
+    def of(cls, data: Any, batch_size: int, **options: Any) -> TensorLoader:
+        """A loader of the ImageSet ``data``: its pixels, labels and rows."""
+        return cls(data.pixels, data.labels, batch_size, rows=data.rows, **options)
 
     @property
     def num_samples(self) -> int:
@@ -157,7 +165,8 @@ class TensorLoader(EpochBatches):
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, Tensor]]:
         """The batches of ``epoch``, starting at batch ``start_batch`` (for resume)."""
         for b, index in self.batch_indices(epoch, start_batch):
-            images = self.images[index]  # augmented as uint8: exact, and a quarter of the bytes
+            rows = index if self.rows is None else self.rows[index]
+            images = self.images[rows]  # augmented as uint8: exact, and a quarter of the bytes
             if self.crop_padding or self.flip:
                 generator = self.augment_generator(epoch, b)
                 images = random_crop(images, self.crop_padding, generator)

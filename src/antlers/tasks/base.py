@@ -194,20 +194,45 @@ class Task(Protocol):
         ...
 
 
-def pixel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std (std at least 1e-3) of uint8 images (N, C, H, W), in [0, 1]."""
-    pixels = images.float().div(255)
-    mean = pixels.mean(dim=(0, 2, 3)).tolist()
-    std = pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
-    return tuple(mean), tuple(std)
+def pixel_stats(
+    images: Tensor, rows: Tensor | None = None, chunk: int = 256
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (unbiased) std, at least 1e-3, in [0, 1], of uint8 images
+    (N, C, H, W), or of ``images[rows]`` (a memory-mapped set's rows), ``chunk`` images at a
+    time: the sums of the pixels and of their squares are integers, exact in float64, so the
+    result does not depend on the chunks and memory does not grow with N."""
+    import torch
+
+    n, channels, h, w = len(images) if rows is None else len(rows), *images.shape[1:]
+    total = torch.zeros(channels, dtype=torch.float64)
+    squares = torch.zeros(channels, dtype=torch.float64)
+    for start in range(0, n, chunk):
+        part = (
+            images[start : start + chunk] if rows is None else images[rows[start : start + chunk]]
+        )
+        x = part.double()
+        total += x.sum(dim=(0, 2, 3))
+        squares += x.square().sum(dim=(0, 2, 3))
+    count = n * h * w
+    mean = total / count
+    variance = (squares - total * mean) / max(count - 1, 1)
+    std = variance.clamp_min(0).sqrt() / 255
+    return tuple((mean / 255).tolist()), tuple(std.clamp_min(1e-3).tolist())
 
 
 def model_fields(
-    task: str, model: str, data: str, images: Tensor, classes: Sequence[str], stats: bool = True
+    task: str,
+    model: str,
+    data: str,
+    images: Tensor,
+    classes: Sequence[str],
+    stats: bool = True,
+    rows: Tensor | None = None,
 ) -> dict[str, Any]:
     """The ModelConfig fields every task fills alike, from its uint8 training ``images``
-    (N, C, H, W): the input's shape, the class names and (``stats``) the pixel statistics."""
-    mean, std = pixel_stats(images) if stats else ((), ())
+    (N, C, H, W), or ``images[rows]``: the input's shape, the class names and (``stats``) the
+    pixel statistics."""
+    mean, std = pixel_stats(images, rows) if stats else ((), ())
     return {
         "task": task,
         "model": model,

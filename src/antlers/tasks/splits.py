@@ -108,4 +108,4 @@ def image_eval_loader(
     from antlers.engine.loader import TensorLoader
 
     images = eval_image_set(config, data, split, data_dir, seed)
-    return TensorLoader(images.images, images.labels, batch_size)
+    return TensorLoader.of(images, batch_size)

@@ -16,11 +16,12 @@ REPORT_FIGURES = ("curves", "confusion", "misclassified")  # shown in report.htm
 
 
 @torch.no_grad()
-def _predict_all(task: Any, model: nn.Module, images: Tensor) -> Tensor:
+def _predict_all(task: Any, model: nn.Module, images: Any) -> Tensor:
+    """Class probabilities (N, K) of the ImageSet ``images``, 500 images at a time."""
     device = next(model.parameters()).device
     chunks = [
-        task.probabilities(model, images[i : i + 500].to(device).float().div(255)).cpu()
-        for i in range(0, len(images), 500)
+        task.probabilities(model, images.batch(index).to(device).float().div(255)).cpu()
+        for index in torch.arange(len(images)).split(500)
     ]
     return torch.cat(chunks)
 
@@ -30,7 +31,7 @@ def write_report(task: Any, run_dir: Path, model: nn.Module, data: Any) -> dict[
     from antlers.viz.figures import confusion_figure, image_grid_figure, save_figure
     from antlers.viz.html import write_report_html
 
-    classes, images = data.model_config.classes, data.test_set.images
+    classes, images = data.model_config.classes, data.test_set
     probs = _predict_all(task, model, images)
     predicted, target = probs.argmax(1), data.test_set.labels
     matrix = confusion_matrix(predicted, target, len(classes))
@@ -41,7 +42,7 @@ def write_report(task: Any, run_dir: Path, model: nn.Module, data: Any) -> dict[
         f"{classes[target[i]]} → {classes[predicted[i]]} {probs[i].max():.0%}" for i in wrong
     ]
     if len(wrong):
-        save_figure(image_grid_figure(images[wrong], captions), run_dir / "misclassified.png")
+        save_figure(image_grid_figure(images.batch(wrong), captions), run_dir / "misclassified.png")
     report = {
         "per_class_accuracy": dict(zip(classes, per_class, strict=True)),
         "accuracy": float((predicted == target).float().mean()),

@@ -33,7 +33,7 @@ from antlers.tasks.classify.models import (
     build_classifier,
 )
 from antlers.tasks.classify.predict import Classification
-from antlers.tasks.classify.whitening import patch_whitening_weights
+from antlers.tasks.classify.whitening import patch_whitening_weights, whitening_images
 from antlers.tasks.splits import (
     image_eval_loader,
     loader_options,
@@ -79,11 +79,9 @@ class ClassifyTask:
         options["flip"] = model_config.tta_flip  # mirroring changes a digit's class
         held_out = loader_options(config, rank, world_size)
         return TaskData(
-            train=TensorLoader(
-                train.images, train.labels, config.batch_size, crop_padding=config.crop, **options
-            ),
-            val=TensorLoader(val.images, val.labels, 500, **held_out),
-            test=TensorLoader(test.images, test.labels, 500, **held_out),
+            train=TensorLoader.of(train, config.batch_size, crop_padding=config.crop, **options),
+            val=TensorLoader.of(val, 500, **held_out),
+            test=TensorLoader.of(test, 500, **held_out),
             model_config=model_config,
             test_set=test,
         )
@@ -92,11 +90,16 @@ class ClassifyTask:
         """The config of the model ``config`` names, for the training ImageSet ``train``;
         fast_resnet's fixed first layer is computed here, from the training images."""
         model = config.model or self.default_model
-        fields = model_fields(self.name, model, config.data, train.images, train.classes)
+        fields = model_fields(
+            self.name, model, config.data, train.pixels, train.classes, rows=train.rows
+        )
         whitening = None
         if model == "fast_resnet":
             kernels = patch_whitening_weights(
-                train.images, fields["mean"], fields["std"], keep=FAST_RESNET_WIDTH
+                train.head(whitening_images(train.pixels.shape[-2:])),
+                fields["mean"],
+                fields["std"],
+                keep=FAST_RESNET_WIDTH,
             )
             whitening = tuple(tuple(row) for row in kernels.flatten(1).tolist())
         return ClassifyConfig(

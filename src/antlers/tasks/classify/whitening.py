@@ -15,16 +15,24 @@ Shapes: images (N, C, H, W); kernels (keep, C, K, K); the layer maps C -> 2 * ke
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PatchWhitening", "patch_whitening_weights"]
+__all__ = ["PatchWhitening", "patch_whitening_weights", "whitening_images"]
 
 MAX_PATCHES = 4_000_000  # enough for a stable 27 x 27 estimate; ~5000 28x28 images
 
 
 @torch.no_grad()
+def whitening_images(size: Sequence[int]) -> int:
+    """How many images (H, W) = ``size`` give the whitening its ``MAX_PATCHES`` patches: the
+    first ones of the training set are used."""
+    return max(1, MAX_PATCHES // (size[0] * size[1]))
+
+
 def patch_whitening_weights(
     images: Tensor,
     mean: list[float],
@@ -44,7 +52,7 @@ def patch_whitening_weights(
             f"keep must be in 1..{dims} (C*K*K) for {c}-channel {kernel_size}x"
             f"{kernel_size} patches, got {keep}"
         )
-    count = min(n, max(1, MAX_PATCHES // (h * w)))
+    count = min(n, whitening_images((h, w)))
     shift = torch.tensor(mean, dtype=torch.float64).view(1, c, 1, 1)
     scale = torch.tensor(std, dtype=torch.float64).view(1, c, 1, 1)
     moment = torch.zeros(dims, dims, dtype=torch.float64)

@@ -151,7 +151,7 @@ class GenerateTask:
         test = load_dataset(config.data, "test", **kwargs)
         model = config.model or self.default_model
         _, schedule = parse_unet_name(model)
-        fields = model_fields(self.name, model, config.data, train.images, train.classes, False)
+        fields = model_fields(self.name, model, config.data, train.pixels, train.classes, False)
         model_config = GenerateConfig(
             **fields,
             noise_schedule=schedule,
@@ -163,9 +163,9 @@ class GenerateTask:
         n_val, n_test = min(VAL_IMAGES, len(val)), min(VAL_IMAGES, len(test))
         held_out = loader_options(config, rank, world_size)
         return TaskData(
-            train=TensorLoader(train.images, train.labels, config.batch_size, **options),
-            val=TensorLoader(val.images[:n_val], val.labels[:n_val], 250, **held_out),
-            test=TensorLoader(test.images[:n_test], test.labels[:n_test], 250, **held_out),
+            train=TensorLoader.of(train, config.batch_size, **options),
+            val=TensorLoader.of(val.subset(range(n_val)), 250, **held_out),
+            test=TensorLoader.of(test.subset(range(n_test)), 250, **held_out),
             test_set=test,
             model_config=model_config,
         )
