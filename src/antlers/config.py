@@ -85,6 +85,12 @@ class TrainConfig:
         "~/.cache/antlers) that later runs read; auto: folders of 1,000 images or more",
         choices=DATA_CACHE,
     )
+    stream: bool = _f(
+        False,
+        "classify from a class folder: decode the training images from their files at every "
+        "epoch, in DataLoader workers, as random resized crops of the full-resolution photo "
+        "(held-out images from the decoded cache)",
+    )
     seed: int = _f(0, "random seed: the same seed gives the same run on CPU")
     out: str = _f("runs", "parent folder of run folders (runs/<task>/<name>)")
     name: str | None = _f(None, "run folder name (exp, exp2, ... when unset)")
@@ -123,6 +129,8 @@ class TrainConfig:
             raise ValueError(
                 f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
             )
+        if self.stream and self.task != "classify":
+            raise ValueError(f"stream is for the classify task (a class folder), not {self.task}")
         for name, (allowed, rule) in RANGES.items():
             value = getattr(self, name)
             if value is not None and not allowed(value):

@@ -257,4 +257,5 @@ def load_folder(
         root.resolve().name,
         skips.lines,
         None if rows is None else torch.tensor(rows, dtype=torch.int64),
+        None if rows is None else tuple(every_file),
     )

@@ -37,6 +37,8 @@ class ImageSet:
         rows: None (image i is ``pixels[i]``, N = M), or int64 (N,): image i is
             ``pixels[rows[i]]``. A subset of such a set picks rows and copies no pixels, so a
             training set larger than memory stays in the page cache.
+        files: None, or the image file of each row of ``pixels`` (a folder read through the
+            decoded cache): what streaming decodes at full resolution.
     """
 
     pixels: torch.Tensor
@@ -45,6 +47,7 @@ class ImageSet:
     name: str
     skipped: tuple[str, ...] = ()
     rows: torch.Tensor | None = None
+    files: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         """Check dtypes, shapes and label range; raise ValueError on any mismatch."""
@@ -120,7 +123,13 @@ class ImageSet:
         if self.rows is not None:
             rows = self.rows[index]
             return ImageSet(
-                self.pixels, self.labels[index], self.classes, self.name, self.skipped, rows
+                self.pixels,
+                self.labels[index],
+                self.classes,
+                self.name,
+                self.skipped,
+                rows,
+                self.files,
             )
         return ImageSet(
             self.pixels[index], self.labels[index], self.classes, self.name, self.skipped

@@ -20,6 +20,7 @@ NumPy and torch users share ``prepare_image``; torch is imported only by ``image
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -71,11 +72,15 @@ def _check_path(path: Path) -> None:
         raise ImageError(path, "empty file (0 bytes)")
 
 
-def open_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
+def open_image(
+    path: str | Path, max_pixels: int | None = None, min_side: int | None = None
+) -> Image.Image:
     """The image file ``path`` fully read and upright (EXIF orientation applied), mode kept.
 
     Refused with an ImageError naming the file and the reason (see the module docstring);
     ``max_pixels``: also refuse more pixels than this (None: Pillow's limit only).
+    ``min_side``: a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling,
+    several times faster) as long as its shorter side stays at least this.
     """
     import warnings
 
@@ -94,6 +99,9 @@ def open_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
                         f"{width}x{height} = {width * height:,} pixels, more than the "
                         f"{max_pixels:,} used at full size; shrink it first",
                     )
+                if min_side is not None and min(width, height) >= 2 * min_side:
+                    scale = min_side / min(width, height)
+                    im.draft(im.mode, (math.ceil(width * scale), math.ceil(height * scale)))
                 im.load()
                 return ImageOps.exif_transpose(im)
     except ImageError:

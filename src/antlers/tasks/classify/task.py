@@ -70,7 +70,7 @@ class ClassifyTask:
             "image_size": config.image_size,
             "strict": config.strict,
             "seed": config.seed,
-            "cache": config.data_cache,
+            "cache": "on" if config.stream else config.data_cache,  # streaming needs the files
         }
         train, val = validation_split(load_dataset(config.data, "train", **kwargs), config.seed)
         test = load_dataset(config.data, "test", **kwargs)
@@ -79,12 +79,23 @@ class ClassifyTask:
         options["flip"] = model_config.tta_flip  # mirroring changes a digit's class
         held_out = loader_options(config, rank, world_size)
         return TaskData(
-            train=TensorLoader.of(train, config.batch_size, crop_padding=config.crop, **options),
+            train=self.train_loader(train, config, options),
             val=TensorLoader.of(val, 500, **held_out),
             test=TensorLoader.of(test, 500, **held_out),
             model_config=model_config,
             test_set=test,
         )
+
+    @staticmethod
+    def train_loader(train: Any, config: TrainConfig, options: dict[str, Any]) -> Any:
+        """Batches of the training ImageSet: from memory or the decoded cache with ``--crop``
+        padding, or (``--stream``) decoded from its files by one worker per core."""
+        if config.stream:
+            from antlers.data.decode import available_cores
+            from antlers.engine.stream import StreamLoader
+
+            return StreamLoader.of(train, config.batch_size, available_cores(), **options)
+        return TensorLoader.of(train, config.batch_size, crop_padding=config.crop, **options)
 
     def model_config(self, config: TrainConfig, train: Any) -> ClassifyConfig:
         """The config of the model ``config`` names, for the training ImageSet ``train``;
