@@ -331,3 +331,18 @@ def test_cpu_has_bf16_agrees_with_the_cpu_flags() -> None:
     assert cpuinfo.is_file(), "a Linux test: CI runs on Linux, which has /proc/cpuinfo"
     flags = set(cpuinfo.read_text().split())
     assert cpu_has_bf16() == bool(flags & {"avx512_bf16", "amx_tile"})
+
+
+def test_random_crop_is_each_image_cut_at_its_own_offset() -> None:
+    from antlers.engine.loader import random_crop
+
+    images = torch.randint(0, 256, (40, 3, 9, 7), dtype=torch.uint8)
+    out = random_crop(images, 2, torch.Generator().manual_seed(5))
+    generator = torch.Generator().manual_seed(5)  # the same draws, one image at a time
+    dy = torch.randint(0, 5, (40,), generator=generator)
+    dx = torch.randint(0, 5, (40,), generator=generator)
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    for i in range(40):
+        expected = padded[i, :, dy[i] : dy[i] + 9, dx[i] : dx[i] + 7]
+        assert torch.equal(out[i], expected)
+    assert len(set(zip(dy.tolist(), dx.tolist(), strict=True))) > 10  # many offsets tried

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from antlers.io.images import image_to_tensor, prepare_image, read_images
+from antlers.io.images import image_to_tensor, open_image, prepare_image, read_images
 from antlers.io.photos import read_image
 
 # Orientation tag -> the stored pixels turned upright, written with NumPy (the oracle).
@@ -138,3 +138,19 @@ def test_reading_a_photo_for_numpy_does_not_import_torch(tmp_path: Path) -> None
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_min_side_decodes_a_jpeg_smaller_but_never_below_it(tmp_path: Path) -> None:
+    y, x = np.mgrid[0:300, 0:400]
+    pixels = np.stack([x % 256, y % 256, (x + y) % 256], axis=-1).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.jpg", quality=95)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    full = open_image(tmp_path / "a.jpg")
+    small = open_image(tmp_path / "a.jpg", min_side=64)
+    assert full.size == (400, 300)
+    assert small.size == (100, 75)  # libjpeg's 1/4 scale: the smallest with both sides >= 64
+    assert open_image(tmp_path / "a.jpg", min_side=150).size == (200, 150)  # 1/2: just enough
+    assert open_image(tmp_path / "a.jpg", min_side=151).size == (400, 300)  # no scale fits
+    assert open_image(tmp_path / "a.png", min_side=64).size == (400, 300)  # not a JPEG
+    shrunk = np.asarray(full.resize((100, 75), Image.Resampling.BOX), dtype=np.float64)
+    assert np.abs(np.asarray(small, dtype=np.float64) - shrunk).mean() < 3  # the same picture

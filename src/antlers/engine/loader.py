@@ -70,11 +70,12 @@ def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Ten
     padded = torch.nn.functional.pad(images, (padding,) * 4)
     dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
     dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # (B, 1, H, 1)
-    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]  # (B, 1, 1, W)
-    batch = torch.arange(b)[:, None, None, None]
-    channels = torch.arange(images.shape[1])[None, :, None, None]
-    return padded[batch, channels, rows, cols]
+    out = torch.empty_like(images)
+    for offset in (dy * (2 * padding + 1) + dx).unique().tolist():  # at most (2p + 1)^2 slices
+        y, x = divmod(offset, 2 * padding + 1)
+        chosen = (dy == y) & (dx == x)
+        out[chosen] = padded[chosen, :, y : y + h, x : x + w]
+    return out
 
 
 def random_flip(images: Tensor, generator: torch.Generator) -> Tensor:

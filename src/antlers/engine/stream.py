@@ -74,7 +74,8 @@ def read_full(path: str, channels: int, size: int | None = None) -> Tensor:
     the folder policy without the resize); with ``size``, a JPEG may be decoded smaller, as long
     as the smallest crop still has ``size`` pixels on its shorter side."""
     least = None if size is None else math.ceil(size / math.sqrt(CROP_SCALE[0] * CROP_RATIO[0]))
-    im = to_8bit(open_image(path, min_side=least)).convert("L" if channels == 1 else "RGB")
+    im, mode = to_8bit(open_image(path, min_side=least)), "L" if channels == 1 else "RGB"
+    im = im if im.mode == mode else im.convert(mode)  # convert copies even to the same mode
     pixels = np.array(im, dtype=np.uint8).reshape(im.height, im.width, channels)  # writable
     return torch.from_numpy(pixels).permute(2, 0, 1)
 

@@ -199,23 +199,22 @@ def pixel_stats(
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (unbiased) std, at least 1e-3, in [0, 1], of uint8 images
     (N, C, H, W), or of ``images[rows]`` (a memory-mapped set's rows), ``chunk`` images at a
-    time: the sums of the pixels and of their squares are integers, exact in float64, so the
-    result does not depend on the chunks and memory does not grow with N."""
+    time: from each channel's histogram of the 256 values, so the sums are exact integers, the
+    result does not depend on the chunks, and memory does not grow with N."""
     import torch
 
-    n, channels, h, w = len(images) if rows is None else len(rows), *images.shape[1:]
-    total = torch.zeros(channels, dtype=torch.float64)
-    squares = torch.zeros(channels, dtype=torch.float64)
+    n, channels = len(images) if rows is None else len(rows), images.shape[1]
+    counts = torch.zeros(channels, 256, dtype=torch.int64)
     for start in range(0, n, chunk):
         part = (
             images[start : start + chunk] if rows is None else images[rows[start : start + chunk]]
         )
-        x = part.double()
-        total += x.sum(dim=(0, 2, 3))
-        squares += x.square().sum(dim=(0, 2, 3))
-    count = n * h * w
+        for c in range(channels):
+            counts[c] += torch.bincount(part[:, c].reshape(-1), minlength=256)
+    values, count = torch.arange(256, dtype=torch.float64), counts.sum(1).double()
+    total = (counts * values).sum(1)
     mean = total / count
-    variance = (squares - total * mean) / max(count - 1, 1)
+    variance = ((counts * values.square()).sum(1) - total * mean) / (count - 1).clamp_min(1)
     std = variance.clamp_min(0).sqrt() / 255
     return tuple((mean / 255).tolist()), tuple(std.clamp_min(1e-3).tolist())
 
