@@ -32,7 +32,7 @@ from antlers.config import TrainConfig
 from antlers.data.cache import decoded_cache_folder
 from antlers.data.decode import available_cores
 from antlers.tasks import get_task
-from common import cpu_model, record_section
+from common import cpu_model, publish
 from data import write_photos
 
 DISTINCT = 1000
@@ -163,10 +163,7 @@ def main() -> None:
         "",
         *[line for lines in results.values() for line in (lines[-1], "")][:-1],
     ]
-    print("\n".join(lines))
-    if not args.no_record:
-        record_section(lines)
-        print("recorded in docs/benchmarks.md")
+    publish(lines, record=not args.no_record)
 
 
 if __name__ == "__main__":

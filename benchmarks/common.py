@@ -43,6 +43,14 @@ def matmul_peak(dtype: object = None, n: int = 2048, repeats: int = 10) -> float
     return 2 * n**3 / best / 1e9
 
 
+def publish(section: list[str], record: bool) -> None:
+    """Print a benchmark's section and, with ``record``, write it into docs/benchmarks.md."""
+    print("\n".join(section))
+    if record:
+        record_section(section)
+        print("recorded in docs/benchmarks.md")
+
+
 def record_section(section: list[str], path: Path = BENCHMARKS_MD) -> None:
     """Write a benchmark's recorded lines into its section of ``docs/benchmarks.md``.
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from antlers.data.decode import available_cores
 from antlers.data.folder import load_folder
-from common import cpu_model, record_section
+from common import cpu_model, publish
 
 
 def write_photos(root: Path, count: int, seed: int = 0) -> None:
@@ -84,10 +84,7 @@ def main() -> None:
         "|---|---|---|---|---|",
         *rows,
     ]
-    print("\n".join(lines))
-    if not args.no_record:
-        record_section(lines)
-        print("recorded in docs/benchmarks.md")
+    publish(lines, record=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from antlers.data.decode import available_cores
 from antlers.data.folder import load_folder
 from antlers.engine.stream import CROP_RATIO, CROP_SCALE, StreamLoader
 from cache import write_folder
-from common import cpu_model, record_section
+from common import cpu_model, publish
 
 BATCH = 256
 
@@ -101,10 +101,7 @@ def main() -> None:
         "|---|---|---|---|---|",
         *rows,
     ]
-    print("\n".join(lines))
-    if not args.no_record:
-        record_section(lines)
-        print("recorded in docs/benchmarks.md")
+    publish(lines, record=not args.no_record)
 
 
 if __name__ == "__main__":
