@@ -106,7 +106,7 @@ def test_images(subject: Subject, limit: int | None) -> tuple[Tensor, Tensor]:
             f"the run's test images are needed for top-k and Grad-CAM: {error}"
         ) from None
     n = len(data.labels) if limit is None else min(limit, len(data.labels))
-    return data.images[:n], data.labels[:n]
+    return data.head(n), data.labels[:n]
 
 
 def explain_model(

@@ -139,7 +139,7 @@ def run_fid_report(
     return fid_report(
         classifier.model,
         samples,
-        train.images[:reference].float() / 255,
+        train.head(reference).float() / 255,
         test.images.float() / 255,
         labels,
     )
