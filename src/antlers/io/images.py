@@ -103,7 +103,8 @@ def open_image(
                     scale = min_side / min(width, height)
                     im.draft(im.mode, (math.ceil(width * scale), math.ceil(height * scale)))
                 im.load()
-                return ImageOps.exif_transpose(im)
+                ImageOps.exif_transpose(im, in_place=True)  # without a copy when upright
+                return im
     except ImageError:
         raise
     except Exception as error:  # Pillow raises many exception types for malformed files
