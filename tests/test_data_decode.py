@@ -64,7 +64,7 @@ def test_bad_files_are_named_in_order_and_strict_raises_at_the_first(many: list[
         decode_files(many, range(len(many)), out, Skips(strict=True), workers=2, progress=False)
 
 
-def _die(*args: object) -> None:
+def _die(*args: object, **kwargs: object) -> None:
     os._exit(9)  # as the OOM killer would end a worker
 
 

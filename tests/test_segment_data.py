@@ -3,6 +3,7 @@ mask-folder format and its errors, and the loader's joint augmentation and exact
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +142,29 @@ def test_loader_moves_image_and_mask_together_and_replays_exactly() -> None:
         assert torch.equal(a["image"], b["image"])
         assert torch.equal(a["mask"], b["mask"])
     assert not torch.equal(batches[0]["mask"], next(loader.epoch(4))["mask"])
+
+
+def test_pairs_read_by_workers_are_the_pairs_read_here(tmp_path: Path) -> None:
+    from antlers.data.decode import PARALLEL_FROM
+    from antlers.data.mask_folder import _pairs, read_pair
+
+    _write_folder(tmp_path, n=2 * PARALLEL_FROM, size=(9, 7))  # the train split: workers
+    (tmp_path / "masks" / "im30.png").unlink()  # two bad pairs
+    (tmp_path / "images" / "im200.jpg").write_bytes(b"not a jpeg")
+    skipped = []
+    for split in ("train", "test"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the bad pairs'; compared below
+            here = load_mask_folder(tmp_path, split, image_size=6, workers=1, progress=False)
+            forked = load_mask_folder(tmp_path, split, image_size=6, workers=2, progress=False)
+        assert torch.equal(here.images, forked.images)
+        assert torch.equal(here.masks, forked.masks)
+        assert here.skipped == forked.skipped
+        skipped += forked.skipped
+        first = _pairs(tmp_path, split, 0)[1][0]  # the oracle: one pair read alone
+        image, mask = read_pair(first, tmp_path / "masks" / f"{first.stem}.png", 6, 3)
+        assert torch.equal(forked.images[0], torch.tensor(image))
+        assert torch.equal(forked.masks[0], torch.tensor(mask))
+    assert len(skipped) == 2
+    assert any("im30.png" in line for line in skipped)
+    assert any("im200.jpg" in line for line in skipped)

@@ -13,11 +13,12 @@ and its row is left as zeros; the caller keeps only the decoded rows.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import warnings
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
     "decode_files",
     "decode_image",
     "decode_into",
+    "in_chunks",
     "is_gray_file",
     "report_failures",
 ]
@@ -91,28 +93,32 @@ def _decode_chunk(
     return results
 
 
-def _decoded_chunks(
-    files: Sequence[str | Path], size: int, channels: int, workers: int
-) -> Iterator[tuple[range, list[np.ndarray | str]]]:
-    """(indices of a chunk of ``files``, its ``_decode_chunk`` results), in the files' order:
-    decoded here for one worker or a few files, else by ``workers`` forked processes."""
-    chunks = [range(i, min(i + CHUNK, len(files))) for i in range(0, len(files), CHUNK)]
-    decode_args = (size, channels)
-    if workers == 1 or len(files) < PARALLEL_FROM:
+def in_chunks(task: Callable[[list], list], items: Sequence, workers: int) -> Iterator[tuple]:
+    """(indices of a chunk of ``items``, ``task(chunk's items)``), in the items' order: run here
+    for one worker or fewer than ``PARALLEL_FROM`` items, else by ``workers`` forked processes
+    (``task`` must pickle: a module-level function or a partial of one), at most ``IN_FLIGHT``
+    chunks each ahead, so that results waiting in memory do not grow with the items. A worker
+    that dies (killed, out of memory) is a ValueError in one line."""
+    chunks = [range(i, min(i + CHUNK, len(items))) for i in range(0, len(items), CHUNK)]
+    if workers == 1 or len(items) < PARALLEL_FROM:
         for chunk in chunks:
-            yield chunk, _decode_chunk([files[i] for i in chunk], size, channels)
+            yield chunk, task([items[i] for i in chunk])
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        pending: deque[tuple[range, Future]] = deque()
-        for chunk in chunks:  # at most IN_FLIGHT chunks per worker: memory does not grow with N
-            task = pool.submit(_decode_chunk, [files[i] for i in chunk], *decode_args)
-            pending.append((chunk, task))
-            if len(pending) >= IN_FLIGHT * workers:
-                done, task = pending.popleft()
-                yield done, task.result()
-        while pending:
-            done, task = pending.popleft()
-            yield done, task.result()
+    done = 0
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            pending: deque[tuple[range, Future]] = deque()
+            for chunk in chunks:
+                pending.append((chunk, pool.submit(task, [items[i] for i in chunk])))
+                while pending and (len(pending) >= IN_FLIGHT * workers or chunk is chunks[-1]):
+                    finished, result = pending.popleft()
+                    yield finished, result.result()
+                    done += len(finished)
+    except BrokenProcessPool:
+        raise ValueError(
+            f"a worker process died (killed, or out of memory?) after {done} of {len(items)} "
+            "files; try again with fewer workers"
+        ) from None
 
 
 def decode_into(
@@ -134,20 +140,16 @@ def decode_into(
     _, channels, size, _ = out.shape
     shown = progress and len(files) >= PARALLEL_FROM  # a few files need no progress lines
     bar = Progress(len(files), "decoding images", enabled=shown, unit="images")
+    task = functools.partial(_decode_chunk, image_size=size, channels=channels)
     failed: dict[int, str] = {}
     try:
-        for chunk, results in _decoded_chunks(files, size, channels, workers or available_cores()):
+        for chunk, results in in_chunks(task, files, workers or available_cores()):
             for i, result in zip(chunk, results, strict=True):
                 if isinstance(result, str):
                     failed[i] = result
                 else:
                     out[rows[i]] = result
             bar.update(len(chunk))
-    except BrokenProcessPool:
-        raise ValueError(
-            f"decoding {len(files)} images: a worker process died (killed, or out of "
-            f"memory?); {bar.count} were decoded; try again with fewer workers"
-        ) from None
     finally:
         bar.close()
     return failed

@@ -22,16 +22,19 @@ are only read.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from antlers.data.decode import PARALLEL_FROM, available_cores, in_chunks
 from antlers.data.folder import IMAGE_EXTENSIONS, SPLIT_FOLDERS, list_images, read_classes
 from antlers.data.segset import IGNORE_INDEX, SegmentationSet
 from antlers.data.skips import DataError, Skips
 from antlers.io.images import ImageError, open_image, to_8bit
+from antlers.io.progress import Progress
 
 __all__ = ["load_mask_folder", "read_pair"]
 
@@ -103,6 +106,50 @@ def _pairs(root: Path, split: str, seed: int) -> tuple[Path, list[Path]]:
     return root, [files[i] for i in sorted(chosen)]
 
 
+def _read_pairs(pairs: list[tuple[Path, Path]], size: int, num_classes: int) -> list:
+    """Each (image, mask) pair as ``read_pair`` gives it, or the line saying why it cannot be
+    used (a worker's task)."""
+    results: list = []
+    for image, mask in pairs:
+        try:
+            results.append(read_pair(image, mask, size, num_classes))
+        except (DataError, ImageError) as error:
+            results.append(str(error))
+    return results
+
+
+def _read_split(
+    folder: Path,
+    files: list[Path],
+    size: int,
+    num_classes: int,
+    skips: Skips,
+    workers: int | None,
+    progress: bool,
+) -> list[tuple]:
+    """The usable (image, mask) pairs of ``files`` (under folder/images/; masks/a/b.png pairs
+    with images/a/b.jpg), read in parallel; the others handed to ``skips`` in order."""
+    masks = [
+        (folder / "masks" / f.relative_to(folder / "images")).with_suffix(".png") for f in files
+    ]
+    items = list(zip(files, masks, strict=True))
+    task = functools.partial(_read_pairs, size=size, num_classes=num_classes)
+    shown = progress and len(files) >= PARALLEL_FROM
+    bar = Progress(len(files), "reading image/mask pairs", enabled=shown, unit="pairs")
+    pairs = []
+    try:
+        for chunk, results in in_chunks(task, items, workers or available_cores()):
+            for i, result in zip(chunk, results, strict=True):
+                if isinstance(result, str):
+                    skips.skip(files[i].name, result)
+                else:
+                    pairs.append(result)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    return pairs
+
+
 def load_mask_folder(
     root: str | Path,
     split: str = "train",
@@ -110,9 +157,13 @@ def load_mask_folder(
     image_size: int | None = None,
     seed: int = 0,
     strict: bool = False,
+    progress: bool = True,
+    workers: int | None = None,
 ) -> SegmentationSet:
     """One split of a segmentation folder as images uint8 (N, 3, S, S) and masks (N, S, S);
-    bad pairs skipped and counted, or with ``strict`` refused (see the module docstring)."""
+    bad pairs skipped and counted, or with ``strict`` refused (see the module docstring). The
+    pairs are read by ``workers`` processes (default: one per core; ``antlers.data.decode``),
+    with progress lines and an ETA on stderr (``progress``) from 256 pairs on."""
     root = Path(root).expanduser()
     if split not in SPLIT_FOLDERS:
         raise ValueError(f"split must be one of {list(SPLIT_FOLDERS)}, got {split!r}")
@@ -125,13 +176,8 @@ def load_mask_folder(
         raise ValueError(
             f"{root}: no images for split {split!r} (extensions: {', '.join(IMAGE_EXTENSIONS)})"
         )
-    pairs, skips = [], Skips(strict)
-    for f in files:  # images/a/b.jpg pairs with masks/a/b.png
-        mask = (folder / "masks" / f.relative_to(folder / "images")).with_suffix(".png")
-        try:
-            pairs.append(read_pair(f, mask, size, len(classes)))
-        except (DataError, ImageError) as error:
-            skips.skip(f.name, str(error))
+    skips = Skips(strict)
+    pairs = _read_split(folder, files, size, len(classes), skips, workers, progress)
     skips.warn(root, "image/mask pair(s)", "SegmentationSet.skipped")
     if not pairs:
         raise DataError(
