@@ -1,15 +1,17 @@
-"""Benchmark: a class folder of photo-sized JPEGs decoded on every core against one process,
-in one invocation.
+"""Benchmark: a class folder and a mask folder of photo-sized JPEGs decoded on every core
+against one process, in one invocation.
 
     .venv/bin/python benchmarks/data.py                         # 1,000 photos; records '## data'
     .venv/bin/python benchmarks/data.py --images 200 --no-record
 
 Recipe: (1) write ``--images`` photo-like JPEGs (500x375, smooth colour gradients with noise,
-quality 90) into two class folders of a temporary folder; (2) at each training size (64 and
-224 px) load the training split with ``load_folder`` (the 80% of a stratified split), once with
-every available core (``antlers.data.decode``) and once in this process alone (the baseline:
-how every folder was read before); (3) record images/s of each and their ratio. Both sides
-produce the same pixels (checked here, and by tests/test_data_decode.py).
+quality 90) into two class folders of a temporary folder, and as many again with a 3-class mask
+PNG each into a segmentation mask folder (images/, masks/, classes.txt); (2) at each training
+size (64 and 224 px) load the training split with ``load_folder`` and with
+``load_mask_folder``, once with every available core (``antlers.data.decode``) and once in this
+process alone (the baseline: how every folder was read before); (3) record images/s of each
+and their ratio. Both sides produce the same pixels and masks (checked here, and by
+tests/test_data_decode.py and tests/test_segment_data.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from PIL import Image
 
 from antlers.data.decode import available_cores
 from antlers.data.folder import load_folder
+from antlers.data.mask_folder import load_mask_folder
 from common import cpu_model, publish
 
 
@@ -44,11 +47,31 @@ def write_photos(root: Path, count: int, seed: int = 0) -> None:
         Image.fromarray(pixels).save(folder / f"{i:06d}.jpg", quality=90)
 
 
-def timed_load(root: Path, size: int, workers: int) -> tuple[float, torch.Tensor]:
-    """Seconds to load the training split at ``size`` px with ``workers`` processes."""
+def write_pairs(root: Path, count: int) -> None:
+    """``count`` photos in root/images and their masks in root/masks (ids 0-2 from the
+    photo's brightness), with root/classes.txt."""
+    write_photos(root / "images", count)
+    (root / "masks").mkdir(parents=True)
+    (root / "classes.txt").write_text("dark\nmid\nbright\n")
+    for photo in (root / "images").rglob("*.jpg"):
+        with Image.open(photo) as im:
+            ids = np.asarray(im.convert("L"), dtype=np.uint8) // 86
+        mask = root / "masks" / photo.relative_to(root / "images")
+        mask.parent.mkdir(exist_ok=True)
+        Image.fromarray(ids, mode="L").save(mask.with_suffix(".png"))
+
+
+def timed_load(root: Path, size: int, workers: int, masks: bool) -> tuple[float, torch.Tensor]:
+    """Seconds to load the training split at ``size`` px with ``workers`` processes, and its
+    images (with the masks appended, for a mask folder)."""
+    options = {"image_size": size, "progress": False, "workers": workers}
     start = time.perf_counter()
-    images = load_folder(root, "train", image_size=size, progress=False, workers=workers).images
-    return time.perf_counter() - start, images
+    if masks:
+        data = load_mask_folder(root, "train", **options)
+        pixels = torch.cat([data.images.flatten(), data.masks.flatten()])
+    else:
+        pixels = load_folder(root, "train", cache="off", **options).images  # decoded here
+    return time.perf_counter() - start, pixels
 
 
 def main() -> None:
@@ -61,27 +84,32 @@ def main() -> None:
     load = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder) / "photos"
-        write_photos(root, args.images)
-        for size in (64, 224):
-            ours, ours_images = timed_load(root, size, cores)
-            base, base_images = timed_load(root, size, 1)
-            if not torch.equal(ours_images, base_images):
-                raise SystemExit(f"{size} px: parallel and serial decoding differ")
-            n = len(ours_images)
-            rows.append(
-                f"| {size} px | {n} | {n / ours:.0f} | {n / base:.0f} | **{base / ours:.2f}x** |"
-            )
-            print(rows[-1], flush=True)
+        write_photos(Path(folder) / "photos", args.images)
+        write_pairs(Path(folder) / "segments", args.images)
+        for kind, masks in (("class folder", False), ("mask folder", True)):
+            root = Path(folder) / ("segments" if masks else "photos")
+            for size in (64, 224):
+                ours, ours_pixels = timed_load(root, size, cores, masks)
+                base, base_pixels = timed_load(root, size, 1, masks)
+                if not torch.equal(ours_pixels, base_pixels):
+                    raise SystemExit(f"{kind}, {size} px: parallel and serial reading differ")
+                n = round(args.images * 0.8)
+                rows.append(
+                    f"| {kind} | {size} px | {n} | {n / ours:.0f} | {n / base:.0f} "
+                    f"| **{base / ours:.2f}x** |"
+                )
+                print(rows[-1], flush=True)
     lines = [
         "## data",
         "",
         f"{start:%Y-%m-%d %H:%M} UTC, {cpu_model()}, {cores} cores available, 1-min load "
         f"average {load:.1f} at start, torch {torch.__version__}, Pillow {Image.__version__}; "
-        f"{args.images} JPEGs of 500x375 (quality 90), the training split (80%) decoded.",
+        f"{args.images} JPEGs of 500x375 (quality 90) per folder, the training split (80%) "
+        "decoded (a mask folder's images with their masks).",
         "",
-        f"| size | images | ours ({cores} processes), images/s | one process, images/s | ratio |",
-        "|---|---|---|---|---|",
+        f"| folder | size | images | ours ({cores} processes), images/s | one process, images/s "
+        "| ratio |",
+        "|---|---|---|---|---|---|",
         *rows,
     ]
     publish(lines, record=not args.no_record)
