@@ -1,4 +1,5 @@
-"""Data for every task, held in memory as uint8 tensors: images with labels, masks or boxes.
+"""Data for every task as uint8 tensors: images with labels, masks or boxes, held in memory or
+(a large class folder) memory-mapped from its decoded cache (``cache.py``).
 
 * Classification: :class:`ImageSet` (images (N, C, H, W), int64 labels (N,), class names) from
   :func:`load_dataset`: the built-in ``shapes`` (``shapes.py``) and ``digits`` (``digits.py``),
