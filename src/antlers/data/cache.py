@@ -69,14 +69,12 @@ class DecodedFolder:
 
     pixels: uint8 memmap (N, C, S, S), copy-on-write (a write stays in this process).
     reasons: why file k cannot be read, None when it was decoded (its row is zeros otherwise).
-    decoded: how many files this call decoded (0 when the cache held them all). folder: the
-    cache's folder.
+    decoded: how many files this call decoded (0 when the cache held them all).
     """
 
     pixels: np.ndarray
     reasons: tuple[str | None, ...]
     decoded: int
-    folder: Path
 
 
 def open_decoded(
@@ -108,7 +106,7 @@ def open_decoded(
             old, reused = None, [None] * len(files)  # nothing of it can be reused
         if old is not None and reused == list(range(len(old["files"]))):
             pixels = _map(folder / old["pixels"], len(files), channels, image_size)
-            return DecodedFolder(pixels, tuple(e[4] for e in old["files"]), 0, folder)
+            return DecodedFolder(pixels, tuple(e[4] for e in old["files"]), 0)
         shape = (len(files), channels, image_size, image_size)
         name, reasons = _build(folder, files, shape, old, reused, workers, progress)
         files_json = [[*e, g, r] for e, g, r in zip(entries, gray, reasons, strict=True)]
@@ -123,7 +121,7 @@ def open_decoded(
             f"({np.prod(shape) / 2**20:.0f} MiB); later runs read them",
             file=sys.stderr,
         )
-    return DecodedFolder(_map(folder / name, *shape[:3]), tuple(reasons), decoded, folder)
+    return DecodedFolder(_map(folder / name, *shape[:3]), tuple(reasons), decoded)
 
 
 def _stat_entry(prefix: str, path: str | Path) -> list:
@@ -161,15 +159,13 @@ def _build(
     name = f"pixels-{secrets.token_hex(6)}.u8"
     partial = folder / f".{name}.partial"
     out = np.memmap(partial, np.uint8, "w+", shape=shape)
-    reasons: list[str | None] = [None] * len(files)
+    reasons = [None if r is None else old["files"][r][4] for r in reused]  # type: ignore[index]
     if old is not None:
         previous = _map(folder / old["pixels"], len(old["files"]), *shape[1:3])
         pairs = np.array([(k, r) for k, r in enumerate(reused) if r is not None]).reshape(-1, 2)
         for start in range(0, len(pairs), COPY_ROWS):
             new_rows, old_rows = pairs[start : start + COPY_ROWS].T
             out[new_rows] = previous[old_rows]
-            for k, r in zip(new_rows, old_rows, strict=True):
-                reasons[k] = old["files"][r][4]
     todo = [k for k, r in enumerate(reused) if r is None]
     failed = decode_into([files[k] for k in todo], todo, out, workers=workers, progress=progress)
     for i, reason in failed.items():

@@ -9,7 +9,7 @@ int}``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -121,19 +121,8 @@ class ImageSet:
         memory, picked rows of the same ``pixels`` when memory-mapped (``rows``)."""
         index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         if self.rows is not None:
-            rows = self.rows[index]
-            return ImageSet(
-                self.pixels,
-                self.labels[index],
-                self.classes,
-                self.name,
-                self.skipped,
-                rows,
-                self.files,
-            )
-        return ImageSet(
-            self.pixels[index], self.labels[index], self.classes, self.name, self.skipped
-        )
+            return replace(self, labels=self.labels[index], rows=self.rows[index])
+        return replace(self, pixels=self.pixels[index], labels=self.labels[index])
 
     def split(self, fraction: float, seed: int = 0) -> tuple[ImageSet, ImageSet]:
         """Split into (rest, held_out): held_out gets round(fraction * n_k) of each class k.
