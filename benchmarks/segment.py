@@ -14,10 +14,10 @@ the test pixels) of the epoch chosen on the validation split (carved from the tr
 scored once on the test split; a row is the median over the seeds, and its per-class IoU that of
 the median run. Training time excludes data generation and evaluation.
 
-Precision: each model trains in the one that is faster for it. The task's default is bf16
-autocast on a CPU with native bf16 (``cpu_amp``), which makes a U-Net step faster, a SegNet step
-about as fast and an LR-ASPP step slower (docs/experiments/cpu-precision.md): so LR-ASPP
-trains in float32 (``CPU_AMP``). The section records what each model ran in.
+Precision: each model trains in the one that is faster for it on this machine, as every run
+chooses by default (engine/precision.py): on the AVX512-BF16 host bf16 autocast made a U-Net
+step faster, a SegNet step about as fast and an LR-ASPP step slower
+(docs/experiments/cpu-precision.md). The section records what each model ran in.
 
 OpenMP's wait policy is left as ``antlers train`` leaves it (unset: libgomp's threads spin a
 little before they sleep) unless OMP_WAIT_POLICY is set, and the section records which. On an
@@ -46,7 +46,6 @@ from common import cpu_model, record_section
 BUDGETS = (300,)
 MODELS = ("unet", "segnet", "lraspp")
 TARGET = 0.90
-CPU_AMP = {"lraspp": False}  # the baseline is faster in float32 (module docstring)
 _CACHE: dict = {}
 
 
@@ -69,8 +68,8 @@ def _task():
 
 def run(model: str, budget: float, seed: int, out: str, image_size: int | None) -> dict:
     """One run: the test mIoU of the epoch chosen on validation, and each class's IoU."""
+    from antlers.config import load_run_config
     from antlers.engine.fit import fit
-    from antlers.engine.precision import autocast_dtype
     from antlers.tasks import default_config
     from antlers.tasks.segment.loader import SegmentLoader
 
@@ -82,7 +81,6 @@ def run(model: str, budget: float, seed: int, out: str, image_size: int | None) 
         out=out,
         image_size=image_size,
         seed=seed,
-        **_amp(model),
     )
     start = time.perf_counter()
     task = _task()
@@ -102,7 +100,7 @@ def run(model: str, budget: float, seed: int, out: str, image_size: int | None) 
         "seconds": last["seconds"],
         "wall": time.perf_counter() - start,
         "load": load,
-        "precision": "bf16" if autocast_dtype(torch.device("cpu"), config) else "float32",
+        "precision": "bf16" if load_run_config(result.run_dir).cpu_amp else "float32",
         "iou": {k[4:]: v for k, v in scores.items() if k.startswith("iou_")},
     }
     print(
@@ -112,11 +110,6 @@ def run(model: str, budget: float, seed: int, out: str, image_size: int | None) 
         flush=True,
     )
     return row
-
-
-def _amp(model: str) -> dict:
-    """``cpu_amp`` for ``model`` when it is not the task's default."""
-    return {"cpu_amp": CPU_AMP[model]} if model in CPU_AMP else {}
 
 
 def median_runs(rows: list[dict]) -> dict[tuple[str, float], dict]:

@@ -279,60 +279,6 @@ def test_ema_follows_its_formula_with_warm_up() -> None:
     assert averaged["1.num_batches_tracked"] == 6  # counters are copied
 
 
-class _DtypeSpy:
-    """The classify task, recording the dtype of the model's output in each training step."""
-
-    def __init__(self) -> None:
-        self.task, self.dtypes = get_task("classify"), set()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.task, name)
-
-    def configure(self, config: TrainConfig) -> _DtypeSpy:
-        self.task = self.task.configure(config)
-        return self
-
-    def loss(self, model: torch.nn.Module, batch: dict) -> dict:
-        self.dtypes.add(model(batch["image"]).dtype)
-        return self.task.loss(model, batch)
-
-
-@pytest.mark.parametrize(
-    ("cpu_amp", "native", "expected", "said"),
-    [
-        (True, True, torch.bfloat16, "bf16 autocast on the CPU"),
-        (True, False, torch.float32, "no native bf16"),  # then float32, and the log says so
-        (False, True, torch.float32, None),
-    ],
-)
-def test_cpu_amp_trains_in_bf16_only_on_a_cpu_with_native_bf16(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    cpu_amp: bool,
-    native: bool,
-    expected: torch.dtype,
-    said: str | None,
-) -> None:
-    monkeypatch.setattr(sys.modules["antlers.engine.precision"], "cpu_has_bf16", lambda: native)
-    spy, lines = _DtypeSpy(), []
-    config = TrainConfig(**QUICK, epochs=1, max_steps=2, cpu_amp=cpu_amp, out=str(tmp_path))
-    fit(spy, config, log=lines.append)
-    assert spy.dtypes == {expected}
-    told = [line for line in lines if "bf16 autocast" in line or "no native bf16" in line]
-    assert len(told) == (said is not None)
-    assert said is None or said in told[0]
-
-
-def test_cpu_has_bf16_agrees_with_the_cpu_flags() -> None:
-    """torch's detection against the kernel's list of the CPU's features (Linux)."""
-    from antlers.engine.precision import cpu_has_bf16
-
-    cpuinfo = Path("/proc/cpuinfo")
-    assert cpuinfo.is_file(), "a Linux test: CI runs on Linux, which has /proc/cpuinfo"
-    flags = set(cpuinfo.read_text().split())
-    assert cpu_has_bf16() == bool(flags & {"avx512_bf16", "amx_tile"})
-
-
 def test_random_crop_is_each_image_cut_at_its_own_offset() -> None:
     from antlers.engine.loader import random_crop
 

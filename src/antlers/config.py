@@ -100,10 +100,11 @@ class TrainConfig:
         "mixed precision on CUDA (bf16 when supported, else fp16); the small default models "
         "train faster without it (docs/benchmarks.md, cuda)",
     )
-    cpu_amp: bool = _f(
-        False,
-        "bf16 mixed precision on CPUs with native bf16 (AVX512-BF16 or AMX); faster for some "
-        "models, slower for others (docs/benchmarks.md, segment); on for segment",
+    cpu_amp: bool | None = _f(
+        None,
+        "bf16 autocast on the CPU (--no-cpu-amp: float32); unset, each run picks the faster of "
+        "the two by timing a few training steps (on CPUs with native bf16: AVX512-BF16 or "
+        "AMX), remembered per CPU, model and input size",
     )
     channels_last: bool = _f(True, "channels_last memory format (faster on CUDA and CPU)")
     compile: bool = _f(False, "torch.compile the model")

@@ -1,15 +1,17 @@
 """One ``fit()`` for every task: the training loop, its checkpoints, and exact resume.
 
-Recipe per step: (1) seed the global RNG from (seed, step) so dropout is reproducible after a
-resume; (2) set the learning rate from the schedule at the current progress; (3) forward under
-autocast (CUDA with ``amp``; bf16 on a CPU with native bf16 with ``cpu_amp``) and the task's
-loss; (4) stop on a non-finite loss, naming the step and the last good checkpoint; (5)
-backward, optional gradient clipping, at ~8 sampled steps per epoch the per-layer gradient
-norms (engine/monitor.py), optimizer step, EMA update; (6) every epoch: evaluate on the validation
-split (the EMA model when there is one), reduce metrics across processes, write metrics.csv,
-curves.png, checkpoints (best = best on validation), the first conv's kernels and the gradient
-log (rank 0); (7) at the end, once: the best epoch's weights scored on the test split
-(metrics.json), then the task's report. SIGINT/SIGTERM finish the current step, save, and stop.
+Before the first step on the CPU, the precision: bf16 autocast or float32, as ``cpu_amp`` forces
+or, unset, the faster on this machine (engine/precision.py). Recipe per step: (1) seed the
+global RNG from (seed, step) so dropout is reproducible after a resume; (2) set the learning rate
+from the schedule at the current progress; (3) forward under autocast (CUDA with ``amp``; the
+chosen precision on the CPU) and the task's loss; (4) stop on a non-finite loss, naming the
+step and the last good checkpoint; (5) backward, optional gradient clipping, at ~8 sampled steps
+per epoch the per-layer gradient norms (engine/monitor.py), optimizer step, EMA update; (6) every
+epoch: evaluate on the validation split (the EMA model when there is one), reduce metrics across
+processes, write metrics.csv, curves.png, checkpoints (best = best on validation), the first
+conv's kernels and the gradient log (rank 0); (7) at the end, once: the best epoch's weights
+scored on the test split (metrics.json), then the task's report. SIGINT/SIGTERM finish the
+current step, save, and stop.
 
 Faults: every file is written atomically and state/last.pt is written last (trainer.save), so a
 run killed at any moment resumes from its last complete state and ends with the weights of the
@@ -32,6 +34,7 @@ from antlers.engine.checkpoint import CheckpointError, load_matching, load_state
 from antlers.engine.flops import throughput_line
 from antlers.engine.memory import check_step_memory
 from antlers.engine.monitor import save_kernels, write_grad_norms
+from antlers.engine.precision import choose_cpu_precision
 from antlers.engine.runfolder import new_run_dir
 from antlers.engine.trainer import Loop, NonFiniteLossError, Trainer
 from antlers.engine.training import StopFlag, build_optimizer, make_ema, pick_device
@@ -99,6 +102,8 @@ def _fit(
     if config.channels_last:  # faster on CUDA, and on CPU (docs/experiments/cpu-layout.md)
         model = model.to(memory_format=torch.channels_last)
     check_step_memory(task, model, data.train, config.batch_size, device)  # before any folder
+    if device.type == "cpu":  # bf16 or float32: forced, or the faster here (timed, remembered)
+        config = choose_cpu_precision(task, config, model, data, info, log)
     optimizer = build_optimizer(model, config)
     ema = make_ema(model, config.ema)
     loop, run_dir = _open_run(task, config, resume, model, optimizer, ema, info, log)
@@ -116,9 +121,6 @@ def _fit(
     trainer = Trainer(
         task, config, data, net, model, optimizer, ema, loop, run_dir, device, info, log
     )
-    if config.cpu_amp and device.type == "cpu":
-        no_bf16 = "cpu_amp: this CPU has no native bf16 (AVX512-BF16 or AMX); training in float32"
-        log("bf16 autocast on the CPU" if trainer.dtype else no_bf16)
     with StopFlag() as stop:
         stopped_by = trainer.train(stop)
     finished = stopped_by not in ("signal", "max_steps")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["available_ram", "cache_root", "gib"]
+__all__ = ["available_ram", "cache_root", "cpu_name", "gib"]
 
 
 def cache_root() -> Path:
@@ -33,3 +33,16 @@ def available_ram() -> int | None:
 def gib(n: float) -> str:
     """Bytes as GiB for a message: ``gib(3 * 2**30) == "3.0 GiB"``."""
     return f"{n / 2**30:.1f} GiB"
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

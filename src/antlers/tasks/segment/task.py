@@ -107,7 +107,6 @@ class SegmentTask:
             "weight_decay": 1e-4,
             "batch_size": 8,
             "ema": 0.0,
-            "cpu_amp": True,  # bf16 speeds the U-Net up (docs/experiments/cpu-precision.md)
         }
     )
     config_type: ClassVar[type[SegmentConfig]] = SegmentConfig
