@@ -30,6 +30,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import copy
 import datetime
 import json
 import statistics
@@ -40,7 +41,7 @@ import torch
 from torch import Tensor
 
 from antlers.data import load_dataset
-from antlers.engine.flops import step_flops
+from antlers.engine.flops import counted
 from antlers.io.files import atomic_write
 from antlers.run import train
 from antlers.tasks.generate.figures import grid_image
@@ -127,6 +128,13 @@ def _plans(args: argparse.Namespace, ours: object, baseline: torch.nn.Module, se
     return plans
 
 
+def _step_flops(task: object, model: torch.nn.Module, batch: dict) -> int:
+    """FLOPs of one training step's forward and backward, on a copy of ``model``."""
+    twin = copy.deepcopy(model).train()
+    with torch.random.fork_rng(devices=[]):
+        return counted(lambda: task.loss(twin, batch)["loss"].backward())[1]
+
+
 def _one_seed(args: argparse.Namespace, seed: int, scorer: Scorer, out: Path) -> dict:
     """Train both models with ``seed`` for the same time, then sample and score every row."""
     seconds = args.minutes * 60
@@ -139,7 +147,7 @@ def _one_seed(args: argparse.Namespace, seed: int, scorer: Scorer, out: Path) ->
     images = load_dataset(DATA, "train").images[: args.batch_size].float() / 255
     batch = {"image": images, "label": torch.arange(args.batch_size) % 10}
     flops = {  # per training image, forward and backward, counted by FlopCounterMode
-        "ours": step_flops(ours.task, ours.model, batch) / args.batch_size,
+        "ours": _step_flops(ours.task, ours.model, batch) / args.batch_size,
         "diffusers": baseline_step_flops(baseline, args.batch_size) / args.batch_size,
     }
     print(f"seed {seed}: steps {steps}; load {os.getloadavg()}", flush=True)
