@@ -107,6 +107,7 @@ def test_timing_leaves_the_run_as_a_float32_run_would_be(
     monkeypatch.setenv("ANTLERS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(PRECISION, "cpu_has_bf16", lambda: True)
     monkeypatch.setattr(PRECISION, "MIN_STEP_S", 0.0)
+    monkeypatch.setattr(PRECISION, "ROUND_S", 0.0)  # one step per timed round
     monkeypatch.setattr(PRECISION, "MARGIN", 1.0)  # bf16 would need a step of 0 s to win
     config = TrainConfig(**QUICK, epochs=1, max_steps=3, out=str(tmp_path / "runs"))
     timed = fit(get_task("classify"), config.replace(name="timed"), log=lambda _: None)

@@ -103,7 +103,7 @@ def _fit(
         model = model.to(memory_format=torch.channels_last)
     check_step_memory(task, model, data.train, config.batch_size, device)  # before any folder
     if device.type == "cpu":  # bf16 or float32: forced, or the faster here (timed, remembered)
-        config = choose_cpu_precision(task, config, model, data, info, log)
+        config = choose_cpu_precision(task, config, model, data.train, info, log)
     optimizer = build_optimizer(model, config)
     ema = make_ema(model, config.ema)
     loop, run_dir = _open_run(task, config, resume, model, optimizer, ema, info, log)

@@ -13,10 +13,11 @@ Choosing on the CPU (``cpu_amp`` unset, the default):
    ``WARMUP`` float32 steps, then three timed. A median step under ``MIN_STEP_S`` stays
    float32: autocast's casts cost a fixed time per layer, which such small models do not earn
    back, and such short steps time noisily.
-4. Else ``WARMUP`` bf16 steps, then ``ROUNDS`` alternating timed steps in each precision: bf16
-   wins when its median step is at least ``MARGIN`` shorter (within that, noise could decide,
-   and float32 is the reference). The timing is remembered (step 3's too); the run's model,
-   optimizer and random state are untouched.
+4. Else ``WARMUP`` bf16 steps, then ``ROUNDS`` alternating timed rounds in each precision,
+   each of as many steps as fill ``ROUND_S`` seconds: bf16 wins when its median round is at
+   least ``MARGIN`` shorter (within that, noise could decide, and float32 is the reference).
+   The timing is remembered (step 3's too); the run's model, optimizer and random state are
+   untouched.
 
 The choice goes into the run's config.json, so a resumed run keeps it; rank 0 of a distributed
 run times, the others follow. Evaluation and prediction stay float32.
@@ -27,7 +28,9 @@ from __future__ import annotations
 import copy
 import datetime
 import functools
+import hashlib
 import json
+import math
 import statistics
 import time
 from contextlib import nullcontext
@@ -47,7 +50,7 @@ from antlers.io.system import cache_root, cpu_name
 __all__ = ["autocast", "autocast_dtype", "choose_cpu_precision", "cpu_has_bf16"]
 
 MIN_STEP_S = 0.02  # float32 steps shorter than this are not timed against bf16 (step 3)
-WARMUP, ROUNDS, MARGIN = 2, 5, 0.1  # untimed steps, timed rounds, bf16's needed lead
+WARMUP, ROUNDS, ROUND_S, MARGIN = 3, 5, 0.1, 0.1  # see steps 3 and 4 above
 NO_BF16 = "this CPU has no native bf16 (AVX512-BF16 or AMX)"
 
 
@@ -97,10 +100,12 @@ class Timing:
 
 
 def choose_cpu_precision(
-    task: Any, config: TrainConfig, model: nn.Module, data: Any, info: dist.DistInfo, log: Any
+    task: Any, config: TrainConfig, model: nn.Module, train: Any, info: dist.DistInfo, log: Any
 ) -> TrainConfig:
     """``config`` with ``cpu_amp`` settled (True: bf16 autocast) for a run on the CPU, after
-    logging which precision trains and why; unchanged where ``cpu_amp`` was given."""
+    logging which precision trains and why; unchanged where ``cpu_amp`` was given. A step is
+    ``task.loss(model, batch)["loss"]``'s forward and backward and an optimizer step of
+    ``config``'s optimizer, on the first batch of ``train.epoch(0, 0)`` (a training loader)."""
     if config.cpu_amp is False:
         log("precision: float32 (--no-cpu-amp)")
         return config
@@ -113,16 +118,16 @@ def choose_cpu_precision(
         return config
     choice, why = None, None
     if info.is_main:
-        choice, why = _measured_choice(task, config, model, data)
+        choice, why = _measured_choice(task, config, model, train)
     choice = dist.broadcast_object(choice, info)
     log(f"precision: {'bf16 autocast' if choice else 'float32'}: {why}")
     return config.replace(cpu_amp=choice)
 
 
-def _measured_choice(task: Any, config: TrainConfig, model: nn.Module, data: Any) -> tuple:
+def _measured_choice(task: Any, config: TrainConfig, model: nn.Module, train: Any) -> tuple:
     """(bf16 or not, why): steps 2-4 of the module docstring, on rank 0."""
-    batch = {k: _to_cpu_input(v, config.channels_last) for k, v in _first_batch(data).items()}
-    key = _key(config, model, data, batch["image"])
+    batch = {k: _to_cpu_input(v, config.channels_last) for k, v in _first_batch(train).items()}
+    key = _key(config, model, batch["image"])
     path = cache_root() / "precision.json"
     known = _read_cache(path)
     if key in known:
@@ -143,10 +148,11 @@ def _time_steps(task: Any, config: TrainConfig, model: nn.Module, batch: dict) -
         if first < MIN_STEP_S:
             return Timing(first, None, _today())
         bf16.steps(WARMUP)
+        per_round = max(1, math.ceil(ROUND_S / first))  # rounds long enough to average noise
         times: tuple[list[float], list[float]] = ([], [])
         for _ in range(ROUNDS):
             for trial, seconds in zip((f32, bf16), times, strict=True):
-                seconds.append(trial.steps(1))
+                seconds.append(trial.steps(per_round))
     return Timing(statistics.median(times[0]), statistics.median(times[1]), _today())
 
 
@@ -170,8 +176,8 @@ class _Trial:
         return (time.perf_counter() - start) / n
 
 
-def _first_batch(data: Any) -> dict[str, Any]:
-    batches = data.train.epoch(0, 0)
+def _first_batch(train: Any) -> dict[str, Any]:
+    batches = train.epoch(0, 0)
     try:
         return next(iter(batches))
     finally:
@@ -186,13 +192,15 @@ def _to_cpu_input(t: Any, channels_last: bool) -> Any:
     return t
 
 
-def _key(config: TrainConfig, model: nn.Module, data: Any, image: torch.Tensor) -> str:
-    """What a step's speed depends on: the CPU, threads, torch, model, input shape, layout."""
+def _key(config: TrainConfig, model: nn.Module, image: torch.Tensor) -> str:
+    """What a step's speed depends on: the CPU, threads, torch, the model (its class, parameter
+    count and a hash of its layers as printed), optimizer, input shape and memory layout."""
     params = sum(p.numel() for p in model.parameters())
+    layers = hashlib.sha256(repr(model).encode()).hexdigest()[:12]
     layout = "channels_last" if config.channels_last else "contiguous"
     return (
         f"{cpu_name()} | {torch.get_num_threads()} threads | torch {torch.__version__} | "
-        f"{data.model_config.model} ({params} parameters) | {config.optimizer} | "
+        f"{type(model).__name__} {layers} ({params} parameters) | {config.optimizer} | "
         f"input {tuple(image.shape)} {layout}"
     )
 
