@@ -16,7 +16,7 @@ __all__ = ["segment_chapter"]
 
 # The full chapter trains for a time budget; the quick one for a fixed number of epochs, so its
 # result does not depend on how busy the machine is.
-FULL = {"time": 40, "epochs": None, "scenes": (3000, 200), "image_size": 64, "model": "unet"}
+FULL = {"time": 60, "epochs": None, "scenes": (3000, 200), "image_size": 64, "model": "unet"}
 QUICK = {"time": None, "epochs": 3, "scenes": (800, 60), "image_size": 32, "model": "unet-w8-d2"}
 
 
