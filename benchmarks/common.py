@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 from antlers.io.files import atomic_write
+from antlers.io.system import cpu_name
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"
@@ -14,14 +14,8 @@ END_RECORDED = "<!-- end of the recorded lines -->"
 
 
 def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or what platform knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name (``antlers.io.system.cpu_name``: /proc/cpuinfo, else platform)."""
+    return cpu_name()
 
 
 def matmul_peak(dtype: object = None, n: int = 2048, repeats: int = 10) -> float:
