@@ -139,6 +139,24 @@ def test_a_damaged_memory_is_timed_again(tmp_path: Path, monkeypatch: pytest.Mon
     assert entry["bf16"] is None
 
 
+def test_a_cache_that_cannot_be_written_costs_the_memory_not_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("ANTLERS_CACHE", str(blocker))
+    monkeypatch.setattr(PRECISION, "cpu_has_bf16", lambda: True)
+    timing = PRECISION.Timing(0.040, 0.030, "2026-12-06")
+    monkeypatch.setattr(PRECISION, "_time_steps", lambda *_: timing)
+    lines: list[str] = []
+    config = TrainConfig(**QUICK, max_steps=1, out=str(tmp_path / "runs"))
+    result = fit(get_task("classify"), config, log=lines.append)
+    assert "precision: bf16 autocast" in _said(lines)[0]
+    assert "not remembered: File exists: " in _said(lines)[0]  # what mkdir says of the file
+    assert _said(lines)[0].endswith(f"{blocker / 'precision.json'})")
+    assert load_run_config(result.run_dir).cpu_amp is True
+
+
 def test_cpu_has_bf16_agrees_with_the_cpu_flags() -> None:
     """torch's detection against the kernel's list of the CPU's features (Linux)."""
     from antlers.engine.precision import cpu_has_bf16

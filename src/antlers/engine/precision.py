@@ -135,8 +135,12 @@ def _measured_choice(task: Any, config: TrainConfig, model: nn.Module, train: An
         return t.bf16_wins, f"{t.said()} (timed {t.date}; remembered in {path})"
     t = _time_steps(task, config, model, batch)
     known[key] = vars(t)
-    atomic_write(path, json.dumps(known, indent=1, sort_keys=True) + "\n")
-    return t.bf16_wins, f"{t.said()} (timed now on the first batch; remembered in {path})"
+    try:
+        atomic_write(path, json.dumps(known, indent=1, sort_keys=True) + "\n")
+        kept = f"remembered in {path}"
+    except OSError as error:  # an unwritable cache: this run is timed, the next one times again
+        kept = f"not remembered: {error.strerror or error}: {path}"
+    return t.bf16_wins, f"{t.said()} (timed now on the first batch; {kept})"
 
 
 def _time_steps(task: Any, config: TrainConfig, model: nn.Module, batch: dict) -> Timing:
