@@ -221,7 +221,8 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = _base_type(hints[f.name])
-        extra: dict[str, Any] = {"help": f"{f.metadata['help']} (default: {f.default})"}
+        default = "unset" if f.default is None else f.default
+        extra: dict[str, Any] = {"help": f"{f.metadata['help']} (default: {default})"}
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, **extra)
         else:
