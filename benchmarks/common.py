@@ -5,17 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from antlers.io.files import atomic_write
-from antlers.io.system import cpu_name
+from antlers.io.system import cpu_name as cpu_model  # noqa: F401 - the machine line, for every script
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"
 RECORDED = "<!-- recorded by the benchmark script; each run rewrites down to the end mark -->"
 END_RECORDED = "<!-- end of the recorded lines -->"
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``antlers.io.system.cpu_name``: /proc/cpuinfo, else platform)."""
-    return cpu_name()
 
 
 def matmul_peak(dtype: object = None, n: int = 2048, repeats: int = 10) -> float:

@@ -39,7 +39,7 @@ from antlers.config import TrainConfig
 from antlers.engine.flops import counted
 from antlers.engine.precision import autocast, cpu_has_bf16
 from antlers.engine.schedule import learning_rate
-from antlers.engine.training import build_optimizer, make_ema
+from antlers.engine.training import build_optimizer, make_ema, to_device
 from antlers.tasks import TASK_NAMES, default_config, get_task
 from common import cpu_model, matmul_peak, publish
 
@@ -69,19 +69,11 @@ def task_config(name: str) -> TrainConfig:
     return default_config(name, **options)
 
 
-def to_format(value: Any, channels_last: bool) -> Any:
-    """A batch value as the trainer passes it: 4-D tensors channels_last where configured."""
-    if isinstance(value, list | tuple):  # per-image tensors of different lengths (boxes)
-        return [to_format(v, channels_last) for v in value]
-    if channels_last and isinstance(value, torch.Tensor) and value.dim() == 4:
-        return value.contiguous(memory_format=torch.channels_last)
-    return value
-
-
 def train_batches(data: Any, config: TrainConfig) -> list[dict[str, Any]]:
     """The first ``BATCHES`` training batches of epoch 0, in the trainer's memory format."""
     first = islice(data.train.epoch(0, 0), BATCHES)
-    return [{k: to_format(v, config.channels_last) for k, v in b.items()} for b in first]
+    cpu = torch.device("cpu")
+    return [{k: to_device(v, cpu, config.channels_last) for k, v in b.items()} for b in first]
 
 
 def measure(

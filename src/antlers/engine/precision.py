@@ -43,7 +43,7 @@ from torch import nn
 
 from antlers.config import TrainConfig
 from antlers.engine import dist
-from antlers.engine.training import build_optimizer
+from antlers.engine.training import build_optimizer, to_device
 from antlers.io.files import atomic_write
 from antlers.io.system import cache_root, cpu_name
 
@@ -126,7 +126,8 @@ def choose_cpu_precision(
 
 def _measured_choice(task: Any, config: TrainConfig, model: nn.Module, train: Any) -> tuple:
     """(bf16 or not, why): steps 2-4 of the module docstring, on rank 0."""
-    batch = {k: _to_cpu_input(v, config.channels_last) for k, v in _first_batch(train).items()}
+    cpu, channels_last = torch.device("cpu"), config.channels_last
+    batch = {k: to_device(v, cpu, channels_last) for k, v in _first_batch(train).items()}
     key = _key(config, model, batch["image"])
     path = cache_root() / "precision.json"
     known = _read_cache(path)
@@ -186,14 +187,6 @@ def _first_batch(train: Any) -> dict[str, Any]:
         return next(iter(batches))
     finally:
         getattr(batches, "close", lambda: None)()  # a generator's loader workers stop now
-
-
-def _to_cpu_input(t: Any, channels_last: bool) -> Any:
-    if isinstance(t, list | tuple):  # per-image tensors (boxes)
-        return [_to_cpu_input(x, channels_last) for x in t]
-    if channels_last and isinstance(t, torch.Tensor) and t.dim() == 4:
-        return t.contiguous(memory_format=torch.channels_last)
-    return t
 
 
 def _key(config: TrainConfig, model: nn.Module, image: torch.Tensor) -> str:

@@ -20,7 +20,7 @@ from antlers.engine.monitor import grad_norm_row, grad_sample_every, save_kernel
 from antlers.engine.precision import autocast, autocast_dtype
 from antlers.engine.runfolder import write_curves, write_metrics_csv
 from antlers.engine.schedule import learning_rate
-from antlers.engine.training import StopFlag, should_stop
+from antlers.engine.training import StopFlag, should_stop, to_device
 from antlers.io.files import atomic_write
 from antlers.io.progress import Progress
 
@@ -120,7 +120,7 @@ class Trainer:
         torch.manual_seed(config.seed * 1_000_003 + loop.step)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(config.schedule, progress, config.peak_lr, config.warmup)
-        batch = {k: self.to_device(v) for k, v in batch.items()}
+        batch = {k: to_device(v, self.device, self.config.channels_last) for k, v in batch.items()}
         self.batch_images = self.batch_images or len(batch["image"])
         # The summary's GFLOP/s: step 0 alone is counted, since counting can route a kernel
         # (attention) another way, and a resumed run must repeat the uninterrupted one exactly.
@@ -161,14 +161,6 @@ class Trainer:
         scale = self.scaler.get_scale() if scaled else 1.0
         loop = self.loop
         loop.grad_norms.append(grad_norm_row(self.model, loop.step, loop.epoch + 1, scale))
-
-    def to_device(self, t: Any) -> Any:
-        if isinstance(t, list | tuple):  # per-image tensors of different lengths (boxes)
-            return [self.to_device(x) for x in t]
-        t = t.to(self.device, non_blocking=True)
-        if self.config.channels_last and t.dim() == 4:
-            t = t.contiguous(memory_format=torch.channels_last)
-        return t
 
     def interrupt(self, reason: str) -> str:
         """Save the state mid-epoch and say how to continue."""

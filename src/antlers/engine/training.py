@@ -16,7 +16,7 @@ from antlers.engine import dist
 if TYPE_CHECKING:
     from antlers.engine.trainer import Loop
 
-__all__ = ["StopFlag", "build_optimizer", "make_ema", "pick_device", "should_stop"]
+__all__ = ["StopFlag", "build_optimizer", "make_ema", "pick_device", "should_stop", "to_device"]
 
 
 def pick_device(name: str) -> torch.device:
@@ -26,6 +26,17 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but no CUDA GPU is available; use auto or cpu")
     return torch.device(name)
+
+
+def to_device(t: Any, device: torch.device, channels_last: bool) -> Any:
+    """A batch value as the model takes it: on ``device``, 4-D tensors channels_last when asked;
+    lists (per-image boxes of different lengths) element by element."""
+    if isinstance(t, list | tuple):
+        return [to_device(x, device, channels_last) for x in t]
+    t = t.to(device, non_blocking=True)
+    if channels_last and t.dim() == 4:
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
