@@ -188,7 +188,7 @@ def test_every_task_trains_under_torchrun(task: str, options: dict, tmp_path: Pa
     """Two processes train each task for a time budget: the ranks stop at the same step with the
     same weights, and rank 0 alone wrote one run folder, scored on the test split once."""
     out = tmp_path / "out"
-    config = default_config(task, time=4.0, out=str(out), device="cpu", **options)
+    config = default_config(task, time=2.0, out=str(out), device="cpu", **options)
     _torchrun(config, task=task)
     a, b = _rank_weights(out)
     for key in a:

@@ -43,7 +43,7 @@ from faults import (
     record_reference,
 )
 
-KILLS = 50  # kill points of the in-suite campaign; benchmarks/faults.py runs every event
+KILLS = 30  # kill points of the in-suite campaign; benchmarks/faults.py runs every event
 
 
 @pytest.fixture(scope="module")

@@ -192,8 +192,8 @@ def test_fit_chooses_on_validation_and_scores_the_test_split_once(tmp_path: Path
     from antlers.engine.fit import fit
 
     spy = _EvalSpy()
-    config = TrainConfig(data="digits", model="alexnet_small", epochs=3, batch_size=256)
-    result = fit(spy, config.replace(out=str(tmp_path), image_size=28), log=lambda *_: None)
+    config = TrainConfig(data="digits", model="lecture_cnn", epochs=3, batch_size=256)
+    result = fit(spy, config.replace(out=str(tmp_path), image_size=16), log=lambda *_: None)
     assert spy.scored == ["val", "val", "val", "test"]
     best = max(result.history, key=lambda row: row["val_accuracy"])
     assert result.test["epoch"] == best["epoch"]

@@ -59,12 +59,12 @@ def test_classification_chapter_trains_and_reports(quick_tour: tuple[Path, str])
     page = (out / "index.html").read_text()
     # .ci/run installs Debian's dataset-fashion-mnist: then chapter 4 trains on it (its fallback,
     # shapes, has a test of its own below); without it this test fails, never skips.
-    assert "fashion-mnist for 25 s of CPU time" in page, "apt-get install dataset-fashion-mnist"
+    assert "fashion-mnist for 8 s of CPU time" in page, "apt-get install dataset-fashion-mnist"
     assert (out / "classify" / "ch4_run" / "weights" / "best.safetensors").is_file()
     assert '<img src="classify/ch4_run/confusion.png"' in page
     accuracies = [float(a) for a in re.findall(r"<td>(\d+\.\d+)%</td>", page)]
     assert accuracies, "no validation accuracy in the chapter's table"
-    assert max(accuracies) > 50.0  # far above chance (10% or 17%) after 25 s
+    assert max(accuracies) > 50.0  # far above chance (10% or 17%) after 8 s
     found = re.search(r"epoch (\d+), is scored once on the test split: (\d+\.\d+)%", page)
     assert found, "chapter 4 does not give the test accuracy of the epoch chosen on validation"
     assert float(found.group(2)) > 50.0
@@ -180,8 +180,8 @@ def test_without_fashion_mnist_chapters_four_and_five_use_shapes(
     run_tour(tmp_path / "tour", quick=True, chapters=[4, 5], log=lines.append)
     log, page = "\n".join(lines), (tmp_path / "tour" / "index.html").read_text()
     assert trained == ["shapes"]  # chapter 5 looked into chapter 4's run: it trained nothing
-    assert "training fast_resnet on shapes for 25 s" in log
-    assert "shapes for 25 s of CPU time" in page
+    assert "training fast_resnet on shapes for 8 s" in log
+    assert "shapes for 8 s of CPU time" in page
     assert "fashion-mnist" not in page
     assert re.search(r"\] A CNN learns to classify: shapes: test accuracy \d", log)
     assert re.search(r"\] What CNNs learn: shapes: kernels", log)

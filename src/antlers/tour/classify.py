@@ -31,7 +31,7 @@ def classify_chapter(ctx: TourContext) -> Chapter:
     from antlers.run import train
 
     data = _dataset()
-    seconds = 25 if ctx.quick else 150
+    seconds = 8 if ctx.quick else 150
     ctx.log(f"      training fast_resnet on {data} for {seconds} s")
     folder = ctx.out / "classify" / "ch4_run"
     shutil.rmtree(folder, ignore_errors=True)
