@@ -1,21 +1,28 @@
-"""The decoded cache: a class folder's images decoded once, at one size, into a memory-mapped file.
+"""The decoded cache: a folder's images decoded once, at one size, into a memory-mapped file.
 
 Decoding photos costs milliseconds each, at every run; reading decoded pixels costs microseconds.
-The first run that loads a folder at size S decodes every image of both splits, on every core
+The first run that loads a folder at size S decodes every item of both splits, on every core
 (``antlers.data.decode``), into one uint8 array (N, C, S, S) on disk; later runs map it and
-decode nothing. It lives under ``$ANTLERS_CACHE`` (default ``~/.cache/antlers``), in
-``decoded/<folder name>-<hash of its resolved path>-<S>px/``, never in the user's folder::
+decode nothing. An item is one image file (a class folder) or several (a segmentation folder's
+image and mask); a :class:`Layout` says how an item becomes a row: ``IMAGES`` (the class-folder
+policy, C = 1 or 3), a mask folder's pairs (C = 4: RGB and the class ids), a detection set's
+stretched images (C = 3). The cache lives under ``$ANTLERS_CACHE`` (default
+``~/.cache/antlers``), in ``decoded/<folder name>-<hash>-<S>px/`` (the hash: of the resolved
+path, and for another layout than IMAGES of the layout's name and key, which then also
+appears in the folder's name), never in the user's folder::
 
-    manifest.json        what the pixels are: the root, S, C, the pixels file's name, and one
-                         entry per file: [relative path, bytes, mtime_ns, gray, reason]
-                         (gray: its mode is grayscale, null when unreadable; reason: why it
-                         cannot be read, null when decoded). Row k of the pixels is entry k.
-    pixels-<token>.u8    the array, C-contiguous, rows of unreadable files left as zeros
+    manifest.json        what the pixels are: the root, S, C, the layout and its policy, the
+                         pixels file's name, and one entry per item: [relative path, bytes,
+                         mtime_ns for each of its files (-1, -1 for a missing one), gray,
+                         reason] (gray: the first file's mode is grayscale, null when unknown;
+                         reason: why it cannot be used, null when decoded). Row k is entry k.
+    pixels-<token>.u8    the array, C-contiguous, rows of unusable items left as zeros
     lock                 held (``flock``) by the process that checks or builds the cache
 
-Change detection: a file whose relative path, size and modification time match an entry reuses
-that entry's row (copied into the new pixels file); a new or changed file is decoded; a removed
-file's row is dropped; a change of C (a colour image added to a gray folder) decodes everything.
+Change detection: an item whose files' relative paths, sizes and modification times match an
+entry reuses that entry's row (copied into the new pixels file); a new or changed item is
+decoded; a removed one's row is dropped; a change of C (a colour image added to a gray class
+folder) or of the layout's policy (e.g. the number of classes a mask may name) decodes everything.
 Crash safety: the new pixels are written to a temporary file, fsync'ed and renamed, and only then
 is the manifest replaced (atomically), so a process killed mid-build leaves the previous cache
 whole or no cache at all. A manifest that cannot be parsed, or names a pixels file that is
@@ -37,9 +44,10 @@ import os
 import secrets
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,20 +55,51 @@ from antlers.data.decode import decode_into, is_gray_file
 from antlers.io.files import atomic_write
 from antlers.io.system import cache_root, gib
 
-__all__ = ["CACHE_MODES", "DecodedFolder", "decoded_cache_folder", "open_decoded"]
+__all__ = [
+    "CACHE_MODES",
+    "IMAGES",
+    "DecodedFolder",
+    "Layout",
+    "decoded_cache_folder",
+    "open_decoded",
+]
 
 CACHE_MODES = ("auto", "on", "off")
-VERSION = 1  # of the manifest and of the decoding policy; another version is rebuilt
+VERSION = 2  # of the manifest and of the decoding policy; another version is rebuilt
 MANIFEST = "manifest.json"
 COPY_ROWS = 1024  # rows copied from the previous pixels file at a time
 SPARE_BYTES = 64 * 2**20  # free disk space left after a build
 
 
-def decoded_cache_folder(root: Path, image_size: int) -> Path:
-    """The cache folder of the class folder ``root`` at ``image_size`` px."""
-    resolved = Path(root).resolve()
-    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
-    return cache_root() / "decoded" / f"{resolved.name}-{digest}-{image_size}px"
+@dataclass(frozen=True)
+class Layout:
+    """How an item becomes a row of the cache.
+
+    name: "images" for class folders, else part of the cache folder's name. decode: a chunk's
+    items (tuples of file paths) -> each as uint8 (C, S, S) or the reason it cannot be used,
+    called as ``decode(items, image_size=S, channels=C)`` in worker processes (a module-level
+    function, or a partial of one, that never uses torch). channels: C, or None: 1 when every
+    item's first file is grayscale, else 3. key: what else names the cache (e.g. the COCO file
+    the images come from). policy: what else the rows depend on; a change rebuilds them all.
+    """
+
+    name: str
+    decode: Callable[..., list] | None = None  # None: the class-folder policy, decode_image
+    channels: int | None = None
+    key: str = ""
+    policy: tuple[Any, ...] = ()
+
+
+IMAGES = Layout("images")
+
+
+def decoded_cache_folder(root: Path, image_size: int, layout: Layout = IMAGES) -> Path:
+    """The cache folder of the folder ``root`` at ``image_size`` px, for ``layout``."""
+    resolved, plain = Path(root).resolve(), layout.name == IMAGES.name
+    named = str(resolved) if plain else f"{resolved}\0{layout.name}\0{layout.key}"
+    digest = hashlib.sha256(named.encode()).hexdigest()[:12]
+    kind = "" if plain else f"-{layout.name}"
+    return cache_root() / "decoded" / f"{resolved.name}-{digest}{kind}-{image_size}px"
 
 
 @dataclass(frozen=True)
@@ -79,73 +118,86 @@ class DecodedFolder:
 
 def open_decoded(
     root: Path,
-    files: Sequence[str | Path],
+    files: Sequence[str | Path | tuple[str | Path, ...]],
     image_size: int,
     *,
+    layout: Layout = IMAGES,
     workers: int | None = None,
     progress: bool = True,
 ) -> DecodedFolder:
-    """The decoded pixels of ``files`` (all under ``root``) at ``image_size``, from the cache,
-    after decoding whatever it lacks (see the module docstring). ``progress``: the decoding's
-    progress lines, and one line saying what was decoded and where it went."""
-    folder = decoded_cache_folder(root, image_size)
+    """The decoded rows of ``files`` (items: a path, or a tuple of paths; all under ``root``)
+    at ``image_size``, from the cache, after decoding whatever it lacks (see the module
+    docstring). ``progress``: the decoding's progress lines, and one line saying what was
+    decoded and where it went."""
+    folder = decoded_cache_folder(root, image_size, layout)
     folder.mkdir(parents=True, exist_ok=True)
+    items = [tuple(str(p) for p in f) if isinstance(f, tuple) else (str(f),) for f in files]
     prefix = os.path.join(root, "")
-    if not all(str(path).startswith(prefix) for path in files):
+    if not all(path.startswith(prefix) for item in items for path in item):
         raise ValueError(f"{root}: open_decoded's files must lie under it")
-    entries = [_stat_entry(prefix, path) for path in files]
+    entries = [[v for path in item for v in _stat_entry(prefix, path)] for item in items]
     with _locked(folder / "lock"):
-        old = _read_manifest(folder, root, image_size)
+        old = _read_manifest(folder, root, image_size, layout)
         reused = _reusable_rows(old, entries)
         gray = [
-            old["files"][r][3] if r is not None else is_gray_file(f)  # type: ignore[index]
-            for f, r in zip(files, reused, strict=True)
+            old["files"][r][-2] if r is not None else _gray(item, layout)  # type: ignore[index]
+            for item, r in zip(items, reused, strict=True)
         ]
-        channels = 1 if all(g is not False for g in gray) else 3
+        channels = layout.channels or (1 if all(g is not False for g in gray) else 3)
         if old is not None and old["channels"] != channels:
-            old, reused = None, [None] * len(files)  # nothing of it can be reused
+            old, reused = None, [None] * len(items)  # nothing of it can be reused
         if old is not None and reused == list(range(len(old["files"]))):
-            pixels = _map(folder / old["pixels"], len(files), channels, image_size)
-            return DecodedFolder(pixels, tuple(e[4] for e in old["files"]), 0)
-        shape = (len(files), channels, image_size, image_size)
-        name, reasons = _build(folder, files, shape, old, reused, workers, progress)
+            pixels = _map(folder / old["pixels"], len(items), channels, image_size)
+            return DecodedFolder(pixels, tuple(e[-1] for e in old["files"]), 0)
+        shape = (len(items), channels, image_size, image_size)
+        name, reasons = _build(folder, items, shape, old, reused, layout, workers, progress)
         files_json = [[*e, g, r] for e, g, r in zip(entries, gray, reasons, strict=True)]
         manifest = {"version": VERSION, "root": str(Path(root).resolve()), "pixels": name}
         manifest |= {"image_size": image_size, "channels": channels, "files": files_json}
+        manifest |= {"layout": layout.name, "policy": list(layout.policy)}
         atomic_write(folder / MANIFEST, json.dumps(manifest))
         _remove_stale(folder, keep=name)
     decoded = sum(r is None for r in reused)
     if progress:
         print(
-            f"decoded cache: {decoded} of {len(files)} images decoded into {folder} "
+            f"decoded cache: {decoded} of {len(items)} images decoded into {folder} "
             f"({np.prod(shape) / 2**20:.0f} MiB); later runs read them",
             file=sys.stderr,
         )
     return DecodedFolder(_map(folder / name, *shape[:3]), tuple(reasons), decoded)
 
 
-def _stat_entry(prefix: str, path: str | Path) -> list:
+def _gray(item: tuple[str, ...], layout: Layout) -> bool | None:
+    """Whether the item's first file is grayscale (None when unknown or not needed)."""
+    return is_gray_file(item[0]) if layout.channels is None else None
+
+
+def _stat_entry(prefix: str, path: str) -> list:
     """[path relative to the root (``prefix``: the root and a slash), bytes, mtime_ns]: what
-    identifies a file's version (string operations: 100,000 files are stat'ed at each run)."""
-    name = str(path)
-    stat = os.stat(name)
-    return [name.removeprefix(prefix), stat.st_size, stat.st_mtime_ns]
+    identifies a file's version (string operations: 100,000 files are stat'ed at each run);
+    bytes and mtime_ns are -1 for a file that does not exist (a missing mask)."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return [path.removeprefix(prefix), -1, -1]
+    return [path.removeprefix(prefix), stat.st_size, stat.st_mtime_ns]
 
 
 def _reusable_rows(old: dict | None, entries: list[list]) -> list[int | None]:
-    """For each entry, the row of the same file version in the old cache, or None."""
+    """For each entry, the row of the same files' versions in the old cache, or None."""
     if old is None:
         return [None] * len(entries)
-    rows = {tuple(e[:3]): k for k, e in enumerate(old["files"])}
+    rows = {tuple(e[:-2]): k for k, e in enumerate(old["files"])}
     return [rows.get(tuple(e)) for e in entries]
 
 
 def _build(
     folder: Path,
-    files: Sequence[str | Path],
+    items: list[tuple[str, ...]],
     shape: tuple[int, int, int, int],
     old: dict | None,
     reused: list[int | None],
+    layout: Layout,
     workers: int | None,
     progress: bool,
 ) -> tuple[str, list[str | None]]:
@@ -159,7 +211,7 @@ def _build(
     name = f"pixels-{secrets.token_hex(6)}.u8"
     partial = folder / f".{name}.partial"
     out = np.memmap(partial, np.uint8, "w+", shape=shape)
-    reasons = [None if r is None else old["files"][r][4] for r in reused]  # type: ignore[index]
+    reasons = [None if r is None else old["files"][r][-1] for r in reused]  # type: ignore[index]
     if old is not None:
         previous = _map(folder / old["pixels"], len(old["files"]), *shape[1:3])
         pairs = np.array([(k, r) for k, r in enumerate(reused) if r is not None]).reshape(-1, 2)
@@ -167,7 +219,9 @@ def _build(
             new_rows, old_rows = pairs[start : start + COPY_ROWS].T
             out[new_rows] = previous[old_rows]
     todo = [k for k, r in enumerate(reused) if r is None]
-    failed = decode_into([files[k] for k in todo], todo, out, workers=workers, progress=progress)
+    chunk = layout.decode
+    todo_items = [items[k] if chunk else items[k][0] for k in todo]
+    failed = decode_into(todo_items, todo, out, workers=workers, progress=progress, decode=chunk)
     for i, reason in failed.items():
         reasons[todo[i]] = reason
     out.flush()
@@ -178,22 +232,29 @@ def _build(
     return name, reasons
 
 
-def _read_manifest(folder: Path, root: Path, image_size: int) -> dict | None:
-    """The manifest when it and its pixels file are whole and for this root and size, else
-    None (a line on stderr when a damaged one is dropped)."""
+def _read_manifest(folder: Path, root: Path, image_size: int, layout: Layout) -> dict | None:
+    """The manifest when it and its pixels file are whole and for this root, size and
+    layout, else None (a line on stderr when a damaged one is dropped)."""
     path = folder / MANIFEST
     if not path.exists():
         return None
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-        expected = (VERSION, str(Path(root).resolve()), image_size)
-        if (manifest["version"], manifest["root"], manifest["image_size"]) != expected:
-            return None  # another policy version: rebuilt silently
+        if manifest.get("version") != VERSION:
+            return None  # another decoding policy: rebuilt silently
+        expected = (str(Path(root).resolve()), image_size, layout.name, list(layout.policy))
+        keys = ("root", "image_size", "layout", "policy")
+        if tuple(manifest[k] for k in keys) != expected:
+            return None
         n, c = len(manifest["files"]), manifest["channels"]
         pixels = folder / Path(manifest["pixels"]).name
-        if c not in (1, 3) or pixels.stat().st_size != n * c * image_size * image_size:
+        if (
+            c != (layout.channels or c)
+            or c not in (1, 3, 4)
+            or pixels.stat().st_size != n * c * image_size * image_size
+        ):
             raise ValueError(f"{pixels.name} is not {n} x {c} x {image_size}^2 bytes")
-        if any(len(e) != 5 for e in manifest["files"]):
+        if any(len(e) < 5 or len(e) % 3 != 2 for e in manifest["files"]):
             raise ValueError("malformed file entries")
         return manifest | {"pixels": pixels.name}
     except (OSError, ValueError, KeyError, TypeError) as error:

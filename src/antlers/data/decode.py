@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -122,12 +123,13 @@ def in_chunks(task: Callable[[list], list], items: Sequence, workers: int) -> It
 
 
 def decode_into(
-    files: Sequence[str | Path],
+    files: Sequence[Any],
     rows: Sequence[int],
     out: np.ndarray,
     *,
     workers: int | None = None,
     progress: bool = True,
+    decode: Callable[..., list] | None = None,
 ) -> dict[int, str]:
     """Decode ``files[i]`` into ``out[rows[i]]``; returns ``{i: reason}`` for the files that
     cannot be read (their rows are left as they were).
@@ -136,11 +138,14 @@ def decode_into(
     processes (default: every available core; one decodes here, without starting any). A
     worker that dies (killed, out of memory) is a ValueError in one line. ``progress``: a bar or
     plain lines with the rate and the ETA on stderr, for ``PARALLEL_FROM`` files or more.
+    decode: how a chunk of ``files`` becomes rows, ``decode(chunk, image_size=S, channels=C)``
+    -> uint8 (C, S, S) or a reason each (default: image files by the class-folder policy);
+    then ``files`` are whatever it takes (e.g. (image, mask) pairs).
     """
     _, channels, size, _ = out.shape
     shown = progress and len(files) >= PARALLEL_FROM  # a few files need no progress lines
     bar = Progress(len(files), "decoding images", enabled=shown, unit="images")
-    task = functools.partial(_decode_chunk, image_size=size, channels=channels)
+    task = functools.partial(decode or _decode_chunk, image_size=size, channels=channels)
     failed: dict[int, str] = {}
     try:
         for chunk, results in in_chunks(task, files, workers or available_cores()):

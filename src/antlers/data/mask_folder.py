@@ -18,25 +18,39 @@ image or mask that ``antlers.io.images.open_image`` refuses. By the policy of
 ``antlers.data.skips`` the pair is skipped and counted (``SegmentationSet.skipped``), or with
 ``strict=True`` refused (DataError). A missing or unreadable classes.txt always raises. Files
 are only read.
+
+With ``cache`` ("auto": folders of 1,000 pairs or more; ``antlers.data.folder.use_cache``) the
+pairs of both splits are read once into the decoded cache (``antlers.data.cache``), a row of four
+channels per pair (RGB and the class ids), which later runs map instead of reading the files
+again; the SegmentationSet then picks its split's rows of the mapped pairs (``rows``): the same
+images, masks and skipped lines as without it.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from antlers.data.cache import Layout, open_decoded
 from antlers.data.decode import PARALLEL_FROM, available_cores, in_chunks
-from antlers.data.folder import IMAGE_EXTENSIONS, SPLIT_FOLDERS, list_images, read_classes
+from antlers.data.folder import (
+    IMAGE_EXTENSIONS,
+    SPLIT_FOLDERS,
+    list_images,
+    read_classes,
+    use_cache,
+)
 from antlers.data.segset import IGNORE_INDEX, SegmentationSet
 from antlers.data.skips import DataError, Skips
 from antlers.io.images import ImageError, open_image, to_8bit
 from antlers.io.progress import Progress
 
-__all__ = ["load_mask_folder", "read_pair"]
+__all__ = ["decode_pairs", "load_mask_folder", "read_pair"]
 
 DEFAULT_IMAGE_SIZE = 64
 TEST_FRACTION = 0.2
@@ -79,6 +93,21 @@ def read_pair(image_path: Path, mask_path: Path, size: int, num_classes: int) ->
     return np.asarray(image).transpose(2, 0, 1), np.asarray(mask)
 
 
+def decode_pairs(
+    pairs: list[tuple[str, str]], image_size: int, channels: int, num_classes: int
+) -> list[np.ndarray | str]:
+    """Each (image, mask) pair as one uint8 (4, S, S) row, RGB then the class ids, or the line
+    saying why it cannot be used (the decoded cache's task; ``channels`` is 4)."""
+    rows: list[np.ndarray | str] = []
+    for image, mask in pairs:
+        try:
+            pixels, ids = read_pair(Path(image), Path(mask), image_size, num_classes)
+            rows.append(np.concatenate([pixels, ids[None]]))
+        except (DataError, ImageError) as error:
+            rows.append(str(error))
+    return rows
+
+
 def _split_folder(root: Path, split: str) -> Path | None:
     folders = {
         s: [root / c for c in cs if (root / c / "images").is_dir()]
@@ -106,16 +135,9 @@ def _pairs(root: Path, split: str, seed: int) -> tuple[Path, list[Path]]:
     return root, [files[i] for i in sorted(chosen)]
 
 
-def _read_pairs(pairs: list[tuple[Path, Path]], size: int, num_classes: int) -> list:
-    """Each (image, mask) pair as ``read_pair`` gives it, or the line saying why it cannot be
-    used (a worker's task)."""
-    results: list = []
-    for image, mask in pairs:
-        try:
-            results.append(read_pair(image, mask, size, num_classes))
-        except (DataError, ImageError) as error:
-            results.append(str(error))
-    return results
+def _mask_of(folder: Path, image: Path) -> Path:
+    """The mask of an image: masks/a/b.png pairs with images/a/b.jpg under ``folder``."""
+    return (folder / "masks" / image.relative_to(folder / "images")).with_suffix(".png")
 
 
 def _read_split(
@@ -126,28 +148,54 @@ def _read_split(
     skips: Skips,
     workers: int | None,
     progress: bool,
-) -> list[tuple]:
-    """The usable (image, mask) pairs of ``files`` (under folder/images/; masks/a/b.png pairs
-    with images/a/b.jpg), read in parallel; the others handed to ``skips`` in order."""
-    masks = [
-        (folder / "masks" / f.relative_to(folder / "images")).with_suffix(".png") for f in files
-    ]
-    items = list(zip(files, masks, strict=True))
-    task = functools.partial(_read_pairs, size=size, num_classes=num_classes)
+) -> tuple[torch.Tensor, torch.Tensor, None]:
+    """The usable pairs of ``files`` (under folder/images/), read in parallel in this run:
+    (images (N, 3, S, S), masks (N, S, S), no rows); the others handed to ``skips`` in order."""
+    items = [(str(f), str(_mask_of(folder, f))) for f in files]
+    task = functools.partial(decode_pairs, image_size=size, channels=4, num_classes=num_classes)
     shown = progress and len(files) >= PARALLEL_FROM
     bar = Progress(len(files), "reading image/mask pairs", enabled=shown, unit="pairs")
-    pairs = []
+    rows = []
     try:
         for chunk, results in in_chunks(task, items, workers or available_cores()):
             for i, result in zip(chunk, results, strict=True):
                 if isinstance(result, str):
                     skips.skip(files[i].name, result)
                 else:
-                    pairs.append(result)
+                    rows.append(result)
             bar.update(len(chunk))
     finally:
         bar.close()
-    return pairs
+    pixels = torch.from_numpy(np.stack(rows)) if rows else torch.zeros((0, 4, size, size))
+    return pixels[:, :3].contiguous(), pixels[:, 3].contiguous(), None
+
+
+def _cached_split(
+    root: Path,
+    splits: dict[str, tuple[Path, list[Path]]],
+    files: list[Path],
+    size: int,
+    num_classes: int,
+    skips: Skips,
+    **options: Any,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The decoded cache of every pair of ``splits`` (each: its folder and image files),
+    memory-mapped: (its images (M, 3, S, S), masks (M, S, S), the rows of the usable pairs of
+    ``files``); the others handed to ``skips`` in order."""
+    every = [(str(f), str(_mask_of(d, f))) for d, split in splits.values() for f in split]
+    decode = functools.partial(decode_pairs, num_classes=num_classes)
+    layout = Layout("pairs", decode, channels=4, policy=(num_classes,))
+    decoded = open_decoded(root, every, size, layout=layout, **options)
+    row = {image: k for k, (image, _) in enumerate(every)}
+    rows = []
+    for f in files:
+        reason = decoded.reasons[row[str(f)]]
+        if reason is None:
+            rows.append(row[str(f)])
+        else:
+            skips.skip(f.name, reason)
+    pixels = torch.from_numpy(decoded.pixels)
+    return pixels[:, :3], pixels[:, 3], torch.tensor(rows, dtype=torch.int64)
 
 
 def load_mask_folder(
@@ -159,11 +207,13 @@ def load_mask_folder(
     strict: bool = False,
     progress: bool = True,
     workers: int | None = None,
+    cache: str = "auto",
 ) -> SegmentationSet:
     """One split of a segmentation folder as images uint8 (N, 3, S, S) and masks (N, S, S);
     bad pairs skipped and counted, or with ``strict`` refused (see the module docstring). The
     pairs are read by ``workers`` processes (default: one per core; ``antlers.data.decode``),
-    with progress lines and an ETA on stderr (``progress``) from 256 pairs on."""
+    with progress lines and an ETA on stderr (``progress``) from 256 pairs on; ``cache``
+    ("auto", "on", "off"): through the decoded cache (the module docstring)."""
     root = Path(root).expanduser()
     if split not in SPLIT_FOLDERS:
         raise ValueError(f"split must be one of {list(SPLIT_FOLDERS)}, got {split!r}")
@@ -171,18 +221,22 @@ def load_mask_folder(
         raise ValueError(f"{root}: not a folder (expected images/, masks/ and classes.txt)")
     classes = read_classes(root)
     size = image_size or DEFAULT_IMAGE_SIZE
-    folder, files = _pairs(root, split, seed)
+    splits = {s: _pairs(root, s, seed) for s in SPLIT_FOLDERS}
+    folder, files = splits[split]
     if not files:
         raise ValueError(
             f"{root}: no images for split {split!r} (extensions: {', '.join(IMAGE_EXTENSIONS)})"
         )
-    skips = Skips(strict)
-    pairs = _read_split(folder, files, size, len(classes), skips, workers, progress)
+    skips, options = Skips(strict), {"workers": workers, "progress": progress}
+    if use_cache(cache, sum(len(f) for _, f in splits.values())):
+        images, masks, rows = _cached_split(
+            root, splits, files, size, len(classes), skips, **options
+        )
+    else:
+        images, masks, rows = _read_split(folder, files, size, len(classes), skips, **options)
     skips.warn(root, "image/mask pair(s)", "SegmentationSet.skipped")
-    if not pairs:
+    if len(images if rows is None else rows) == 0:
         raise DataError(
             f"{root}: none of the {len(files)} image/mask pairs of split {split!r} is usable"
         )
-    images = torch.from_numpy(np.stack([p[0] for p in pairs]))
-    masks = torch.from_numpy(np.stack([p[1] for p in pairs]))
-    return SegmentationSet(images, masks, classes, root.resolve().name, skips.lines)
+    return SegmentationSet(images, masks, classes, root.resolve().name, skips.lines, rows)

@@ -1,14 +1,16 @@
-"""`SegmentationSet`: images and their per-pixel class masks, held in memory.
+"""`SegmentationSet`: images and their per-pixel class masks, in memory or memory-mapped.
 
 Conventions: images uint8 (N, C, H, W) with C in {1, 3}; masks uint8 (N, H, W) of class ids in
 [0, len(classes)), or 255 for "ignore" (a pixel no loss or metric counts). A sample is
-``{"image": float32 (C, H, W) in [0, 1], "mask": int64 (H, W)}``.
+``{"image": float32 (C, H, W) in [0, 1], "mask": int64 (H, W)}``. A mask folder read through the
+decoded cache (``antlers.data.mask_folder``) holds every pair of the folder, memory-mapped, and
+``rows`` picks the set's: subsets then copy no pixels, as ``ImageSet`` does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -19,13 +21,19 @@ IGNORE_INDEX = 255
 
 @dataclass(frozen=True, eq=False)
 class SegmentationSet:
-    """A segmentation dataset in memory; checks dtypes, shapes and the range of the class ids."""
+    """A segmentation dataset; checks dtypes, shapes and the range of the class ids.
+
+    images, masks: uint8 (M, C, H, W) and (M, H, W): the set's own (M = N), or with ``rows``
+    (int64 (N,)) every pair of a decoded cache, of which sample i is row ``rows[i]`` (its ids
+    were checked when it was decoded). ``arrays()`` gives the set's own, copied.
+    """
 
     images: torch.Tensor
     masks: torch.Tensor
     classes: tuple[str, ...]
     name: str
     skipped: tuple[str, ...] = ()  # pairs a folder loader left out, one line each
+    rows: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.masks.dtype != torch.uint8:
@@ -40,6 +48,8 @@ class SegmentationSet:
             raise ValueError(
                 f"{self.name}: masks must be (N, H, W) = {(n, h, w)}, got {tuple(self.masks.shape)}"
             )
+        if self.rows is not None:
+            return
         bad = (self.masks >= len(self.classes)) & (self.masks != IGNORE_INDEX)
         if bad.any():
             raise ValueError(
@@ -48,14 +58,24 @@ class SegmentationSet:
             )
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.images) if self.rows is None else len(self.rows)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[i].float() / 255, "mask": self.masks[i].long()}
+        row = i if self.rows is None else int(self.rows[i])
+        return {"image": self.images[row].float() / 255, "mask": self.masks[row].long()}
+
+    def arrays(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The set's images (N, C, H, W) and masks (N, H, W), in memory."""
+        if self.rows is None:
+            return self.images, self.masks
+        return self.images[self.rows], self.masks[self.rows]
 
     def subset(self, indices: Sequence[int]) -> SegmentationSet:
-        """The images and masks at ``indices`` (in that order), same classes and name."""
+        """The images and masks at ``indices`` (in that order), same classes and name; picked
+        by ``rows`` (no pixel copied) when the set has them."""
         index = torch.as_tensor(list(indices), dtype=torch.long)
+        if self.rows is not None:
+            return replace(self, rows=self.rows[index])
         return SegmentationSet(
             self.images[index], self.masks[index], self.classes, self.name, self.skipped
         )

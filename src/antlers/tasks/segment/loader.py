@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -48,16 +49,27 @@ def joint_random_crop(
 
 @dataclass
 class SegmentLoader(TensorLoader):
-    """``labels`` holds the masks: uint8 (N, H, W) class ids (255 = ignore). ``per_class``:
+    """``labels`` holds the masks: uint8 (N, H, W) class ids (255 = ignore), or with ``rows``
+    (M, H, W), picked by ``rows`` as ``images`` are (``TensorLoader``). ``per_class``:
     evaluating on this loader also reports each class's IoU (``antlers eval``; left out of the
     per-epoch metrics to keep metrics.csv and curves.png short)."""
 
     per_class: bool = False
 
+    @classmethod
+    def of(cls, data: Any, batch_size: int, **options: Any) -> SegmentLoader:
+        """A loader of the SegmentationSet ``data``: its images, masks and rows."""
+        return cls(data.images, data.masks, batch_size, rows=data.rows, **options)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels) if self.rows is None else len(self.rows)
+
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, Tensor]]:
         """The batches of ``epoch`` from ``start_batch`` on (for resume)."""
         for b, index in self.batch_indices(epoch, start_batch):
-            images, masks = self.images[index], self.labels[index]
+            rows = index if self.rows is None else self.rows[index]
+            images, masks = self.images[rows], self.labels[rows]
             if self.crop_padding or self.flip:
                 generator = self.augment_generator(epoch, b)
                 if self.crop_padding:

@@ -99,11 +99,12 @@ def write_report(task: Any, run_dir: Path, model: nn.Module, data: Any) -> dict[
 
     classes = data.model_config.classes
     test = data.test_set
-    matrix, predicted = test_confusion(task, model, test.images, test.masks, len(classes))
+    images, masks = test.arrays()
+    matrix, predicted = test_confusion(task, model, images, masks, len(classes))
     scores = metrics_from_confusion(matrix)
     shown = slice(0, min(8, len(test)))
     save_figure(
-        overlays_figure(test.images[shown], test.masks[shown], predicted[shown], classes),
+        overlays_figure(images[shown], masks[shown], predicted[shown], classes),
         run_dir / "overlays.png",
     )
     save_figure(iou_figure(scores["iou"], classes, scores["miou"]), run_dir / "iou.png")

@@ -55,9 +55,11 @@ def load_segmentation(
     seed: int = 0,
     n: int | None = None,
     strict: bool = False,
+    cache: str = "auto",
 ) -> SegmentationSet:
     """``scenes`` (built in; ``n`` scenes, default 4000 train / 500 test), else a segmentation
-    folder (see ``antlers.data.mask_folder``; ``strict``: refuse a bad pair, not skip it)."""
+    folder (see ``antlers.data.mask_folder``; ``strict``: refuse a bad pair, not skip it;
+    ``cache``: "auto", "on" or "off", its decoded cache)."""
     if name_or_path == "scenes":
         from antlers.data.street_scenes import load_street_scenes
 
@@ -70,7 +72,8 @@ def load_segmentation(
         )
     from antlers.data.mask_folder import load_mask_folder
 
-    return load_mask_folder(path, split, image_size=image_size, seed=seed, strict=strict)
+    options = {"image_size": image_size, "seed": seed, "strict": strict, "cache": cache}
+    return load_mask_folder(path, split, **options)
 
 
 def dice_loss(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
@@ -116,21 +119,22 @@ class SegmentTask:
 
     def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> TaskData:
         counts = self.scenes or (None, None)
-        size, seed, strict = config.image_size, config.seed, config.strict
-        whole = load_segmentation(config.data, "train", size, seed, counts[0], strict)
+        size, seed = config.image_size, config.seed
+        options = {"strict": config.strict, "cache": config.data_cache}
+        whole = load_segmentation(config.data, "train", size, seed, counts[0], **options)
         train, val = validation_split(whole, config.seed)
-        test = load_segmentation(config.data, "test", size, seed, counts[1], strict)
+        test = load_segmentation(config.data, "test", size, seed, counts[1], **options)
         model = config.model or self.default_model
-        fields = model_fields(self.name, model, config.data, train.images, train.classes)
+        fields = model_fields(
+            self.name, model, config.data, train.images, train.classes, rows=train.rows
+        )
         model_config = SegmentConfig(**fields, tta_flip=bool(config.augment))
         options = loader_options(config, rank, world_size, len(train))
         held_out = loader_options(config, rank, world_size)
         return TaskData(
-            train=SegmentLoader(
-                train.images, train.masks, config.batch_size, crop_padding=config.crop, **options
-            ),
-            val=SegmentLoader(val.images, val.masks, 100, **held_out),
-            test=SegmentLoader(test.images, test.masks, 100, per_class=True, **held_out),
+            train=SegmentLoader.of(train, config.batch_size, crop_padding=config.crop, **options),
+            val=SegmentLoader.of(val, 100, **held_out),
+            test=SegmentLoader.of(test, 100, per_class=True, **held_out),
             model_config=model_config,
             test_set=test,
         )
@@ -216,7 +220,7 @@ class SegmentTask:
         if split == "val":
             scenes = validation_split(scenes, seed)[1]
         check_classes(data, scenes.classes, config.classes)
-        return SegmentLoader(scenes.images, scenes.masks, 100, per_class=True)
+        return SegmentLoader.of(scenes, 100, per_class=True)
 
     def predict_files(
         self,
