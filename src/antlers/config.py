@@ -81,8 +81,8 @@ class TrainConfig:
     strict: bool = _f(False, "stop at the first unreadable image instead of skipping it")
     data_cache: str = _f(
         "auto",
-        "class and mask folders: decode once into a memory-mapped cache under $ANTLERS_CACHE "
-        "(default ~/.cache/antlers) that later runs read; auto: folders of 1,000 images or more",
+        "class, mask, COCO and YOLO folders: decode once into a memory-mapped cache under "
+        "$ANTLERS_CACHE (default ~/.cache/antlers) that later runs read; auto: 1,000 items or more",
         choices=DATA_CACHE,
     )
     stream: bool = _f(

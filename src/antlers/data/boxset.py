@@ -1,6 +1,7 @@
-"""`DetectionSet`: an in-memory detection dataset, the one type every detection reader returns.
+"""`DetectionSet`: a detection dataset, the one type every detection reader returns.
 
-Conventions: images uint8 (N, 3, S, S) (every image resized to one square size S); per image a
+Conventions: images uint8 (N, 3, S, S) (every image resized to one square size S), in memory
+or, read through the decoded cache, memory-mapped and picked by ``rows``; per image a
 float32 tensor of boxes (n_i, 4) in xyxy pixel coordinates of the resized image and an int64
 tensor of labels (n_i,) in [0, K). A sample is ``{"image": float (3, S, S) in [0, 1], "boxes",
 "labels"}``. ``clamp_boxes`` is how every reader treats boxes partly outside their image.
@@ -52,10 +53,12 @@ def clamp_boxes(
 
 @dataclass(frozen=True, eq=False)
 class DetectionSet:
-    """Images with boxes and labels, held in memory.
+    """Images with boxes and labels.
 
     Attributes:
-        images: uint8 (N, 3, S, S).
+        images: uint8 (N, 3, S, S) in memory, or with ``rows`` (int64 (N,)) every image of a
+            decoded cache, memory-mapped (M, 3, S, S), of which image i is ``images[rows[i]]``
+            (subsets then pick rows and copy no pixels). ``pick`` reads images either way.
         boxes: N float32 tensors (n_i, 4), xyxy pixels of the (resized) image.
         labels: N int64 tensors (n_i,), each in [0, len(classes)).
         classes: class names; label k means ``classes[k]``.
@@ -77,6 +80,7 @@ class DetectionSet:
     sizes: tuple[tuple[int, int], ...] = ()
     notes: tuple[str, ...] = field(default=())
     skipped: tuple[str, ...] = ()
+    rows: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
@@ -84,7 +88,7 @@ class DetectionSet:
                 f"{self.name}: images must be uint8 (N, 3, S, S), "
                 f"got {self.images.dtype} {tuple(self.images.shape)}"
             )
-        n = len(self.images)
+        n = len(self)
         if len(self.boxes) != n or len(self.labels) != n:
             raise ValueError(
                 f"{self.name}: {n} images but {len(self.boxes)} box lists and "
@@ -97,11 +101,15 @@ class DetectionSet:
             object.__setattr__(self, "sizes", (size,) * n)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.images) if self.rows is None else len(self.rows)
+
+    def pick(self, index: Tensor) -> Tensor:
+        """The uint8 images (B, 3, S, S) of the samples at ``index`` (int64 (B,))."""
+        return self.images[index if self.rows is None else self.rows[index]]
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         return {
-            "image": self.images[i].float() / 255,
+            "image": self.pick(torch.tensor([i]))[0].float() / 255,
             "boxes": self.boxes[i],
             "labels": self.labels[i],
         }
@@ -111,9 +119,11 @@ class DetectionSet:
         return int(self.images.shape[-1])
 
     def subset(self, index: list[int], name: str | None = None) -> DetectionSet:
-        """The images at ``index`` (a split), with their boxes, labels, files and sizes."""
+        """The images at ``index`` (a split), with their boxes, labels, files and sizes (rows
+        picked, no pixel copied, when the set has rows)."""
+        picked = torch.as_tensor(index, dtype=torch.long)
         return DetectionSet(
-            images=self.images[index],
+            images=self.images if self.rows is not None else self.images[picked],
             boxes=[self.boxes[i] for i in index],
             labels=[self.labels[i] for i in index],
             classes=self.classes,
@@ -123,4 +133,5 @@ class DetectionSet:
             sizes=tuple(self.sizes[i] for i in index),
             notes=self.notes,
             skipped=self.skipped,
+            rows=None if self.rows is None else self.rows[picked],
         )

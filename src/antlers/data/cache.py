@@ -13,9 +13,11 @@ appears in the folder's name), never in the user's folder::
 
     manifest.json        what the pixels are: the root, S, C, the layout and its policy, the
                          pixels file's name, and one entry per item: [relative path, bytes,
-                         mtime_ns for each of its files (-1, -1 for a missing one), gray,
-                         reason] (gray: the first file's mode is grayscale, null when unknown;
-                         reason: why it cannot be used, null when decoded). Row k is entry k.
+                         mtime_ns for each of its files (-1, -1 for a missing one), info,
+                         reason] (info: for IMAGES whether the first file is grayscale, for
+                         a layout whose decoder gives one what it says of the item (e.g. the
+                         image's original size), else null; reason: why it cannot be used,
+                         null when decoded). Row k is entry k.
     pixels-<token>.u8    the array, C-contiguous, rows of unusable items left as zeros
     lock                 held (``flock``) by the process that checks or builds the cache
 
@@ -76,11 +78,13 @@ class Layout:
     """How an item becomes a row of the cache.
 
     name: "images" for class folders, else part of the cache folder's name. decode: a chunk's
-    items (tuples of file paths) -> each as uint8 (C, S, S) or the reason it cannot be used,
-    called as ``decode(items, image_size=S, channels=C)`` in worker processes (a module-level
-    function, or a partial of one, that never uses torch). channels: C, or None: 1 when every
-    item's first file is grayscale, else 3. key: what else names the cache (e.g. the COCO file
-    the images come from). policy: what else the rows depend on; a change rebuilds them all.
+    items (file paths, or tuples of them for items of several files) -> each as uint8
+    (C, S, S), or (that row, info: anything JSON keeps, e.g. the original size), or the reason
+    it cannot be used, called as ``decode(items, image_size=S, channels=C)`` in worker
+    processes (a module-level function, or a partial of one, that never uses torch).
+    channels: C, or None: 1 when every item's first file is grayscale, else 3. key: what else
+    names the cache (e.g. the COCO file the images come from). policy: what else the rows
+    depend on; a change rebuilds them all.
     """
 
     name: str
@@ -104,16 +108,18 @@ def decoded_cache_folder(root: Path, image_size: int, layout: Layout = IMAGES) -
 
 @dataclass(frozen=True)
 class DecodedFolder:
-    """A class folder's decoded images: ``pixels`` row k is ``files[k]`` of the call.
+    """A folder's decoded items: ``pixels`` row k is ``files[k]`` of the call.
 
     pixels: uint8 memmap (N, C, S, S), copy-on-write (a write stays in this process).
     reasons: why file k cannot be read, None when it was decoded (its row is zeros otherwise).
+    infos: what the decoder said of item k (the manifest's info), None when it says nothing.
     decoded: how many files this call decoded (0 when the cache held them all).
     """
 
     pixels: np.ndarray
     reasons: tuple[str | None, ...]
     decoded: int
+    infos: tuple[Any, ...] = ()
 
 
 def open_decoded(
@@ -148,9 +154,12 @@ def open_decoded(
             old, reused = None, [None] * len(items)  # nothing of it can be reused
         if old is not None and reused == list(range(len(old["files"]))):
             pixels = _map(folder / old["pixels"], len(items), channels, image_size)
-            return DecodedFolder(pixels, tuple(e[-1] for e in old["files"]), 0)
+            infos = tuple(e[-2] for e in old["files"])
+            return DecodedFolder(pixels, tuple(e[-1] for e in old["files"]), 0, infos)
         shape = (len(items), channels, image_size, image_size)
-        name, reasons = _build(folder, items, shape, old, reused, layout, workers, progress)
+        name, reasons = _build(
+            folder, items, shape, old, reused, layout, gray, workers=workers, progress=progress
+        )
         files_json = [[*e, g, r] for e, g, r in zip(entries, gray, reasons, strict=True)]
         manifest = {"version": VERSION, "root": str(Path(root).resolve()), "pixels": name}
         manifest |= {"image_size": image_size, "channels": channels, "files": files_json}
@@ -164,7 +173,8 @@ def open_decoded(
             f"({np.prod(shape) / 2**20:.0f} MiB); later runs read them",
             file=sys.stderr,
         )
-    return DecodedFolder(_map(folder / name, *shape[:3]), tuple(reasons), decoded)
+    pixels = _map(folder / name, *shape[:3])
+    return DecodedFolder(pixels, tuple(reasons), decoded, tuple(gray))
 
 
 def _gray(item: tuple[str, ...], layout: Layout) -> bool | None:
@@ -198,10 +208,13 @@ def _build(
     old: dict | None,
     reused: list[int | None],
     layout: Layout,
+    infos: list,
+    *,
     workers: int | None,
     progress: bool,
 ) -> tuple[str, list[str | None]]:
-    """Write a new pixels file: the reused rows copied, the rest decoded; (its name, reasons)."""
+    """Write a new pixels file: the reused rows copied, the rest decoded; (its name, reasons).
+    ``infos``: each item's, filled in for the decoded ones when the decoder gives them."""
     need, free = int(np.prod(shape)), shutil.disk_usage(folder).free
     if need + SPARE_BYTES > free:
         raise ValueError(
@@ -220,8 +233,12 @@ def _build(
             out[new_rows] = previous[old_rows]
     todo = [k for k, r in enumerate(reused) if r is None]
     chunk = layout.decode
-    todo_items = [items[k] if chunk else items[k][0] for k in todo]
-    failed = decode_into(todo_items, todo, out, workers=workers, progress=progress, decode=chunk)
+    todo_items = [items[k] if len(items[k]) > 1 else items[k][0] for k in todo]
+    said: dict[int, Any] = {}
+    options = {"workers": workers, "progress": progress, "decode": chunk, "infos": said}
+    failed = decode_into(todo_items, todo, out, **options)
+    for i, info in said.items():
+        infos[todo[i]] = info
     for i, reason in failed.items():
         reasons[todo[i]] = reason
     out.flush()

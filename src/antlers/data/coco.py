@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 
-from antlers.data.annotations import Annotations, image_size, inside_root, outside
+from antlers.data.annotations import Annotations, inside_root, outside, probe_images
+from antlers.data.annotations import image_size as _size
 from antlers.data.boxset import BoxCounts, DetectionSet
 from antlers.data.skips import DataError, Skips
 
@@ -190,9 +191,10 @@ def _attach_boxes(
 
 
 def _add_image(result: Annotations, image: dict[str, Any], where: str, skips: Skips) -> None:
-    """Read the entry's file and add it with its boxes; a bad file or size is skipped."""
+    """Read the entry's file (or what the probe found) and add it with its boxes; a bad file
+    or size is skipped."""
     source = result.source
-    size = image_size(image["path"], source, where, skips, len(image["boxes"]))
+    size = _size(image["path"], source, where, skips, len(image["boxes"]), result.probed)
     if size is None:
         return
     declared = (image.get("height", size[0]), image.get("width", size[1]))
@@ -216,8 +218,12 @@ def _add_image(result: Annotations, image: dict[str, Any], where: str, skips: Sk
     )
 
 
-def read_coco_annotations(path: str | Path, *, strict: bool = False) -> Annotations:
-    """The images and boxes of a COCO JSON file, checked (see the module docstring)."""
+def read_coco_annotations(
+    path: str | Path, *, strict: bool = False, image_size: int | None = None, cache: str = "off"
+) -> Annotations:
+    """The images and boxes of a COCO JSON file, checked (see the module docstring); with
+    ``image_size``, its images decoded at that size on every core, through the decoded cache
+    as ``cache`` says (``antlers.data.annotations.probe_images``)."""
     source = Path(path)
     skips = Skips(strict)
     data = _load_json(source)
@@ -230,7 +236,12 @@ def read_coco_annotations(path: str | Path, *, strict: bool = False) -> Annotati
         source, source.parent, [], [], [], [], tuple(categories[c] for c in ids), ids,
         BoxCounts(), skips,
     )  # fmt: skip
-    for image_id in sorted(images[0], key=str):
+    order = sorted(images[0], key=str)
+    if image_size is not None:
+        paths = [images[0][i]["path"] for i in order]
+        key = f"coco:{source.name}"
+        result.probed = probe_images(source.parent, paths, image_size, cache, key)
+    for image_id in order:
         _add_image(result, images[0][image_id], f"image id {image_id}", skips)
     skips.warn(source, "entries", "DetectionSet.skipped")
     if not result.files:
@@ -238,10 +249,13 @@ def read_coco_annotations(path: str | Path, *, strict: bool = False) -> Annotati
     return result
 
 
-def read_coco(path: str | Path, image_size: int, *, strict: bool = False) -> DetectionSet:
+def read_coco(
+    path: str | Path, image_size: int, *, strict: bool = False, cache: str = "off"
+) -> DetectionSet:
     """A COCO JSON dataset, images resized to image_size x image_size; ``strict``: refuse a
-    bad entry instead of skipping it."""
-    return read_coco_annotations(path, strict=strict).to_set(image_size)
+    bad entry instead of skipping it; ``cache``: "auto", "on" or "off", the decoded cache."""
+    annotations = read_coco_annotations(path, strict=strict, image_size=image_size, cache=cache)
+    return annotations.to_set(image_size)
 
 
 def write_coco(annotations: Annotations, out: str | Path) -> Path:
@@ -295,7 +309,8 @@ def save_coco(data: DetectionSet, out: str | Path) -> Path:
         notes = Annotations(
             Path(out), root, [], [], [], [], data.classes, data.category_ids, BoxCounts()
         )
-        for i, image in enumerate(data.images):
+        for i in range(len(data)):
+            image = data.pick(torch.tensor([i]))[0]
             file = root / f"{i:05d}.png"
             Image.fromarray(image.permute(1, 2, 0).numpy()).save(file)
             notes.add(file, (image.shape[1], image.shape[2]), data.boxes[i], data.labels[i])

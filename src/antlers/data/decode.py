@@ -130,6 +130,7 @@ def decode_into(
     workers: int | None = None,
     progress: bool = True,
     decode: Callable[..., list] | None = None,
+    infos: dict[int, Any] | None = None,
 ) -> dict[int, str]:
     """Decode ``files[i]`` into ``out[rows[i]]``; returns ``{i: reason}`` for the files that
     cannot be read (their rows are left as they were).
@@ -140,7 +141,8 @@ def decode_into(
     plain lines with the rate and the ETA on stderr, for ``PARALLEL_FROM`` files or more.
     decode: how a chunk of ``files`` becomes rows, ``decode(chunk, image_size=S, channels=C)``
     -> uint8 (C, S, S) or a reason each (default: image files by the class-folder policy);
-    then ``files`` are whatever it takes (e.g. (image, mask) pairs).
+    then ``files`` are whatever it takes (e.g. (image, mask) pairs). A decoder may give
+    (row, info) for a file instead of a row: the info is put in ``infos[i]``.
     """
     _, channels, size, _ = out.shape
     shown = progress and len(files) >= PARALLEL_FROM  # a few files need no progress lines
@@ -152,6 +154,10 @@ def decode_into(
             for i, result in zip(chunk, results, strict=True):
                 if isinstance(result, str):
                     failed[i] = result
+                elif isinstance(result, tuple):  # (row, what the decoder says of the file)
+                    out[rows[i]] = result[0]
+                    if infos is not None:
+                        infos[i] = result[1]
                 else:
                     out[rows[i]] = result
             bar.update(len(chunk))

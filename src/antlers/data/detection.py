@@ -39,10 +39,13 @@ def load_detection(
     seed: int = 0,
     n: int | None = None,
     strict: bool = False,
+    cache: str = "auto",
 ) -> DetectionSet:
     """One split of "scenes", a COCO JSON file or a YOLO folder, images resized to S x S
     (S = image_size, default 128); ``n`` limits the built-in set's size; ``strict``: refuse a
-    bad entry of a COCO file or YOLO folder instead of skipping it (``antlers.data.skips``)."""
+    bad entry of a COCO file or YOLO folder instead of skipping it (``antlers.data.skips``);
+    ``cache``: "auto" (1,000 images or more), "on" or "off": read a COCO file's or YOLO
+    folder's images through the decoded cache (``antlers.data.annotations``)."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be one of ['train', 'test'], got {split!r}")
     if name_or_path == "scenes":
@@ -54,14 +57,14 @@ def load_detection(
     if path.is_file() and path.suffix.lower() == ".json":
         from antlers.data.coco import read_coco
 
-        whole = read_coco(path, size, strict=strict)
+        whole = read_coco(path, size, strict=strict, cache=cache)
     elif path.is_dir():
         from antlers.data.yolo import read_yolo, yolo_splits
 
         splits = yolo_splits(path)
         if splits is not None:
-            return read_yolo(path, size, subset=splits[split], strict=strict)
-        whole = read_yolo(path, size, strict=strict)
+            return read_yolo(path, size, subset=splits[split], strict=strict, cache=cache)
+        whole = read_yolo(path, size, strict=strict, cache=cache)
     else:
         raise ValueError(
             f"unknown detection data {name_or_path!r}: not a built-in name "

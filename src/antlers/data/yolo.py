@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from antlers.data.annotations import Annotations, image_size, inside_root, outside
+from antlers.data.annotations import Annotations, inside_root, outside, probe_images
+from antlers.data.annotations import image_size as _size
 from antlers.data.boxset import BoxCounts, DetectionSet
 from antlers.data.folder import read_classes
 from antlers.data.skips import DataError, Skips
@@ -96,10 +97,17 @@ def _read_labels(
 
 
 def read_yolo_annotations(
-    folder: str | Path, subset: str | None = None, *, strict: bool = False
+    folder: str | Path,
+    subset: str | None = None,
+    *,
+    strict: bool = False,
+    image_size: int | None = None,
+    cache: str = "off",
 ) -> Annotations:
     """The images and boxes of a YOLO folder (or of its images/<subset>), checked; bad lines
-    and images skipped and counted, or with ``strict`` refused (see the module docstring)."""
+    and images skipped and counted, or with ``strict`` refused (see the module docstring); with
+    ``image_size``, its images decoded at that size on every core, through the decoded cache
+    as ``cache`` says (``antlers.data.annotations.probe_images``)."""
     folder = Path(folder)
     classes = read_classes(folder)
     images_dir = folder / "images" / (subset or "")
@@ -112,12 +120,15 @@ def read_yolo_annotations(
     files = sorted(
         p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
     )
-    for file in files:
-        relative = file.relative_to(folder / "images")
+    relatives = [file.relative_to(folder / "images") for file in files]
+    paths = [inside_root(folder, f"images/{r.as_posix()}", folder, f"image {r}") for r in relatives]
+    if image_size is not None:
+        key = f"yolo:{subset or ''}"
+        result.probed = probe_images(folder, paths, image_size, cache, key)
+    for relative, path in zip(relatives, paths, strict=True):
         where = f"image {relative}"
-        path = inside_root(folder, f"images/{relative.as_posix()}", folder, where)
         label_file = (folder / "labels" / relative).with_suffix(".txt")
-        size = image_size(path, folder, where, skips)
+        size = _size(path, folder, where, skips, result.probed)
         read = None if size is None else _read_labels(label_file, size, len(classes), skips)
         if size is None or read is None:
             continue
@@ -137,11 +148,18 @@ def read_yolo_annotations(
 
 
 def read_yolo(
-    folder: str | Path, image_size: int, subset: str | None = None, *, strict: bool = False
+    folder: str | Path,
+    image_size: int,
+    subset: str | None = None,
+    *,
+    strict: bool = False,
+    cache: str = "off",
 ) -> DetectionSet:
     """A YOLO folder (or one of its subsets), images resized to image_size x image_size;
-    ``strict``: refuse a bad line or image instead of skipping it."""
-    return read_yolo_annotations(folder, subset, strict=strict).to_set(image_size)
+    ``strict``: refuse a bad line or image instead of skipping it; ``cache``: "auto", "on" or
+    "off", the decoded cache."""
+    options = {"strict": strict, "image_size": image_size, "cache": cache}
+    return read_yolo_annotations(folder, subset, **options).to_set(image_size)
 
 
 def write_yolo(annotations: Annotations, out: str | Path) -> Path:

@@ -46,7 +46,7 @@ class DetectionLoader(EpochBatches):
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, Any]]:
         """The batches of ``epoch`` from batch ``start_batch`` on (for resume)."""
         for b, index in self.batch_indices(epoch, start_batch):
-            images = self.data.images[index].float().div_(255)
+            images = self.data.pick(index).float().div_(255)
             boxes = [self.data.boxes[i] for i in index.tolist()]
             labels = [self.data.labels[i] for i in index.tolist()]
             if self.flip:

@@ -71,13 +71,14 @@ class DetectTask:
         from antlers.data.detection import load_detection
 
         options = {"image_size": config.image_size, "seed": config.seed, "strict": config.strict}
+        options["cache"] = config.data_cache
         train, val = validation_split(load_detection(config.data, "train", **options), config.seed)
         test = load_detection(config.data, "test", **options)
         if config.model not in ("", self.default_model):
             raise ValueError(f"unknown detection model {config.model!r}; allowed: two_stage")
         for note in train.notes if rank == 0 else ():
             print(note)
-        sample = train.images[:512]  # enough images for the pixel statistics
+        sample = train.pick(torch.arange(min(512, len(train))))  # enough for the pixel statistics
         fields = model_fields(self.name, self.default_model, config.data, sample, train.classes)
         model_config = DetectConfig(
             **fields,
