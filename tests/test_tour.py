@@ -136,6 +136,7 @@ def test_diffusion_chapter_noises_trains_and_samples(quick_tour: tuple[Path, str
     with Image.open(out / "ch8_noising.png") as strip:  # 2 schedules x 8 timesteps
         assert strip.width > 3 * strip.height
     assert re.search(r"Diffusion: digits 8x8, \d+ steps in 5 s, val noise loss 0\.\d+", log)
+    assert "HOW TO INPUT A CAPTION, in code: antlers train generate --data captions" in page
 
 
 def test_detection_chapter_draws_every_stage(quick_tour: tuple[Path, str]) -> None:

@@ -97,6 +97,20 @@ def generate_chapter(ctx: TourContext) -> Chapter:
             ),
             figure("generate/ch8_run/trajectory.png", "From pure noise x_T (left) to x_0."),
             figure("generate/ch8_run/samples.png", "One row per class (0-9), guidance 3."),
+            paragraph(
+                "HOW TO INPUT A CAPTION, in code: antlers train generate --data captions --time "
+                "1200 trains on a built-in world of captioned images ('a red circle left of a "
+                "blue square'). A word-level tokenizer and a small transformer turn the caption "
+                "into one vector per word; the U-Net's low-resolution stages attend to them "
+                "(cross-attention: queries from the image, keys and values from the words, as "
+                "in Stable Diffusion), and dropping whole captions in training gives the "
+                "unconditional model that guidance needs. Then antlers sample RUN --prompt 'two "
+                "red squares' draws what a sentence says, and antlers eval RUN scores the "
+                "samples with a judge that finds the objects and checks count, colour and "
+                "position (GenEval's rules). It takes longer than this tour: "
+                "docs/benchmarks.md (captions) records what 20 minutes on two cores reach, and "
+                "where it still fails (colours bound to the wrong shape, positions)."
+            ),
         ]
     )
     summary = (
