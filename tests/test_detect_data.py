@@ -150,6 +150,26 @@ def test_coco_errors_name_the_file_the_entry_and_the_problem(
         read_coco_annotations(path, strict=True)
 
 
+@pytest.mark.parametrize("link", ["images/link.png", "linked/a.png"])
+def test_coco_refuses_a_link_out_of_the_dataset_folder(tmp_path: Path, link: str) -> None:
+    """A file that is a link out of the folder, or a file in a folder that is one: refused
+    (the folders' real paths are remembered between entries, the links are not)."""
+    root = tmp_path / "set"
+    _image(tmp_path / "outside" / "a.png")
+    path = _coco(root)
+    (root / "images" / "link.png").symlink_to(tmp_path / "outside" / "a.png")
+    (root / "linked").symlink_to(tmp_path / "outside")
+    doc = json.loads(path.read_text())
+    doc["images"] += [{"id": 11, "file_name": link}, {"id": 12, "file_name": "images/b.png"}]
+    path.write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match="skipped"):
+        found = read_coco_annotations(path)
+    assert [line for line in found.skips.lines if "escapes" in line] == [
+        f"{path}: image id 11: file name {link!r} escapes the dataset folder {root}"
+    ]
+    assert sorted(f.name for f in found.files) == ["a.png", "b.png", "b.png"]  # 7, 9 and 12
+
+
 def _yolo(tmp_path: Path, lines: str) -> Path:
     root = tmp_path / "yolo"
     _image(root / "images" / "a.png", (50, 20))

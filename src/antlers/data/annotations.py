@@ -17,6 +17,7 @@ strict), kept in ``skips`` and listed in the DetectionSet's ``skipped``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,16 +44,34 @@ __all__ = [
 ]
 
 
-def inside_root(root: Path, name: str, source: Path, where: str) -> Path:
-    """``root / name``, which must not escape ``root``; DataError names the file and entry."""
+def inside_root(
+    root: Path, name: str, source: Path, where: str, folders: dict[str, str] | None = None
+) -> Path:
+    """``root / name``, which must not escape ``root``; DataError names the file and entry.
+
+    folders: a reader's memo of the folders it resolved (path -> real path): a file that is
+    not a link is then its real folder's, one ``lstat`` instead of one per path component."""
     if "\x00" in name:
         raise DataError(f"{source}: {where}: file name {name!r} holds a NUL character")
     if Path(name).is_absolute():
         raise DataError(f"{source}: {where}: file name {name!r} is absolute; it must be relative")
-    path = (root / name).resolve()
-    if not path.is_relative_to(root.resolve()):
+    folders = {} if folders is None else folders
+    joined = os.path.join(root, name)
+    folder, base = os.path.split(joined)
+    if base in ("", ".", "..") or os.path.islink(joined):
+        path = Path(joined).resolve()
+    else:
+        path = Path(_real(folder, folders), base)
+    if not path.is_relative_to(_real(str(root), folders)):
         raise DataError(f"{source}: {where}: file name {name!r} escapes the dataset folder {root}")
     return path
+
+
+def _real(path: str, folders: dict[str, str]) -> str:
+    """``os.path.realpath(path)``, remembered in ``folders``."""
+    if path not in folders:
+        folders[path] = os.path.realpath(path)
+    return folders[path]
 
 
 def decode_stretched(paths: list[str], image_size: int, channels: int) -> list:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -37,18 +38,20 @@ class BoxCounts:
 def clamp_boxes(
     boxes: Tensor, labels: Tensor, height: float, width: float, counts: BoxCounts
 ) -> tuple[Tensor, Tensor]:
-    """Clamp xyxy ``boxes`` (n, 4) to the image; drop those left under MIN_SIDE; count both."""
-    clamped = boxes.clone()
-    clamped[:, 0::2] = clamped[:, 0::2].clamp(0, width)
-    clamped[:, 1::2] = clamped[:, 1::2].clamp(0, height)
+    """Clamp xyxy ``boxes`` (n, 4) to the image; drop those left under MIN_SIDE; count both.
+    (In NumPy: a reader calls it once per image, and torch's per-call cost would dominate.)"""
+    original = boxes.numpy()
+    clamped = original.copy()
+    np.clip(clamped[:, 0::2], 0, width, out=clamped[:, 0::2])
+    np.clip(clamped[:, 1::2], 0, height, out=clamped[:, 1::2])
     keep = ((clamped[:, 2] - clamped[:, 0]) >= MIN_SIDE) & (
         (clamped[:, 3] - clamped[:, 1]) >= MIN_SIDE
     )
-    changed = (clamped != boxes).any(dim=1)
+    changed = (clamped != original).any(axis=1)
     counts.clamped += int((changed & keep).sum())
     counts.dropped += int((~keep).sum())
     counts.kept += int(keep.sum())
-    return clamped[keep], labels[keep]
+    return torch.from_numpy(clamped[keep]), labels[torch.from_numpy(keep)]
 
 
 @dataclass(frozen=True, eq=False)

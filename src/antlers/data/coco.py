@@ -123,11 +123,12 @@ def _images(data: dict[str, Any], source: Path, skips: Skips) -> tuple[dict, set
     """(image id -> entry with its checked "path", the ids of skipped entries)."""
     images: dict[Any, dict[str, Any]] = {}
     skipped: set[Any] = set()
+    folders: dict[str, str] = {}  # inside_root's memo
     for i, image in enumerate(data["images"]):
         where, problem = _image_entry(image, i, source, images)
         if problem is None:
             try:
-                path = inside_root(source.parent, image["file_name"], source, where)
+                path = inside_root(source.parent, image["file_name"], source, where, folders)
             except DataError as error:
                 problem = str(error).removeprefix(f"{source}: {where}: ")
             else:

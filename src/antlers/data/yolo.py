@@ -121,7 +121,11 @@ def read_yolo_annotations(
         p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
     )
     relatives = [file.relative_to(folder / "images") for file in files]
-    paths = [inside_root(folder, f"images/{r.as_posix()}", folder, f"image {r}") for r in relatives]
+    folders: dict[str, str] = {}  # inside_root's memo
+    paths = [
+        inside_root(folder, f"images/{r.as_posix()}", folder, f"image {r}", folders)
+        for r in relatives
+    ]
     if image_size is not None:
         key = f"yolo:{subset or ''}"
         result.probed = probe_images(folder, paths, image_size, cache, key)
