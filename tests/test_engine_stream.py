@@ -95,5 +95,5 @@ def test_train_streams_a_folder_and_refuses_a_built_in_set(photos: Path, tmp_pat
     assert run.config.stream
     with pytest.raises(ValueError, match="streaming reads a class folder's files"):
         get_task("classify").load_data(TrainConfig(data="digits", stream=True))
-    with pytest.raises(ValueError, match="stream is for the classify task"):
-        TrainConfig(task="segment", stream=True)
+    with pytest.raises(ValueError, match="stream is for the classify, segment and detect"):
+        TrainConfig(task="generate", stream=True)

@@ -24,6 +24,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 DATA_CACHE = ("auto", "on", "off")  # antlers.data.cache.CACHE_MODES (not imported: no numpy here)
+STREAM_TASKS = ("classify", "segment", "detect")  # those with a streaming training loader
 
 
 def _f(default: Any, help: str, **choices: Any) -> Any:
@@ -87,9 +88,10 @@ class TrainConfig:
     )
     stream: bool = _f(
         False,
-        "classify from a class folder: decode the training images from their files at every "
-        "epoch, in DataLoader workers, as random resized crops of the full-resolution photo "
-        "(held-out images from the decoded cache)",
+        "train from a class folder, mask folder, COCO file or YOLO folder: decode the training "
+        "images (and masks) from their files at every epoch, in DataLoader workers, as random "
+        "resized crops of the full-resolution photo, boxes and masks cropped with it (held-out "
+        "images from the decoded cache)",
     )
     seed: int = _f(0, "random seed: the same seed gives the same run on CPU")
     out: str = _f("runs", "parent folder of run folders (runs/<task>/<name>)")
@@ -130,8 +132,11 @@ class TrainConfig:
             raise ValueError(
                 f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
             )
-        if self.stream and self.task != "classify":
-            raise ValueError(f"stream is for the classify task (a class folder), not {self.task}")
+        if self.stream and self.task not in STREAM_TASKS:
+            raise ValueError(
+                f"stream is for the classify, segment and detect tasks (files in a folder), "
+                f"not {self.task}"
+            )
         for name, (allowed, rule) in RANGES.items():
             value = getattr(self, name)
             if value is not None and not allowed(value):

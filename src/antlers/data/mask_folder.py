@@ -50,7 +50,7 @@ from antlers.data.skips import DataError, Skips
 from antlers.io.images import ImageError, open_image, to_8bit
 from antlers.io.progress import Progress
 
-__all__ = ["decode_pairs", "load_mask_folder", "read_pair"]
+__all__ = ["decode_pairs", "load_mask_folder", "open_pair", "read_pair"]
 
 DEFAULT_IMAGE_SIZE = 64
 TEST_FRACTION = 0.2
@@ -75,8 +75,10 @@ def read_mask(path: Path, num_classes: int) -> Image.Image:
     return mask
 
 
-def read_pair(image_path: Path, mask_path: Path, size: int, num_classes: int) -> tuple:
-    """(image uint8 (C, S, S) with C = 3, mask uint8 (S, S)) fitted to size S.
+def open_pair(
+    image_path: Path, mask_path: Path, num_classes: int
+) -> tuple[Image.Image, Image.Image]:
+    """The image (RGB, 8-bit, upright) and its id mask (mode L or P) at their own size.
 
     A bad pair raises DataError, or ImageError for a file ``open_image`` refuses."""
     if not mask_path.is_file():
@@ -88,6 +90,14 @@ def read_pair(image_path: Path, mask_path: Path, size: int, num_classes: int) ->
             f"{mask_path}: mask is {mask.size[0]}x{mask.size[1]} (width x height) but its image "
             f"{image_path.name} is {image.size[0]}x{image.size[1]}"
         )
+    return image, mask
+
+
+def read_pair(image_path: Path, mask_path: Path, size: int, num_classes: int) -> tuple:
+    """(image uint8 (C, S, S) with C = 3, mask uint8 (S, S)) fitted to size S.
+
+    A bad pair raises DataError, or ImageError for a file ``open_image`` refuses."""
+    image, mask = open_pair(image_path, mask_path, num_classes)
     image = ImageOps.fit(image, (size, size), method=Image.Resampling.BICUBIC)
     mask = ImageOps.fit(mask, (size, size), method=Image.Resampling.NEAREST)
     return np.asarray(image).transpose(2, 0, 1), np.asarray(mask)
@@ -148,9 +158,10 @@ def _read_split(
     skips: Skips,
     workers: int | None,
     progress: bool,
-) -> tuple[torch.Tensor, torch.Tensor, None]:
+) -> tuple[torch.Tensor, torch.Tensor, None, None]:
     """The usable pairs of ``files`` (under folder/images/), read in parallel in this run:
-    (images (N, 3, S, S), masks (N, S, S), no rows); the others handed to ``skips`` in order."""
+    (images (N, 3, S, S), masks (N, S, S), no rows, no files); the others handed to ``skips``
+    in order."""
     items = [(str(f), str(_mask_of(folder, f))) for f in files]
     task = functools.partial(decode_pairs, image_size=size, channels=4, num_classes=num_classes)
     shown = progress and len(files) >= PARALLEL_FROM
@@ -167,7 +178,7 @@ def _read_split(
     finally:
         bar.close()
     pixels = torch.from_numpy(np.stack(rows)) if rows else torch.zeros((0, 4, size, size))
-    return pixels[:, :3].contiguous(), pixels[:, 3].contiguous(), None
+    return pixels[:, :3].contiguous(), pixels[:, 3].contiguous(), None, None
 
 
 def _cached_split(
@@ -178,10 +189,11 @@ def _cached_split(
     num_classes: int,
     skips: Skips,
     **options: Any,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[tuple[str, str], ...]]:
     """The decoded cache of every pair of ``splits`` (each: its folder and image files),
     memory-mapped: (its images (M, 3, S, S), masks (M, S, S), the rows of the usable pairs of
-    ``files``); the others handed to ``skips`` in order."""
+    ``files``, the (image, mask) paths of every row); the others handed to ``skips`` in
+    order."""
     every = [(str(f), str(_mask_of(d, f))) for d, split in splits.values() for f in split]
     decode = functools.partial(decode_pairs, num_classes=num_classes)
     layout = Layout("pairs", decode, channels=4, policy=(num_classes,))
@@ -195,7 +207,7 @@ def _cached_split(
         else:
             skips.skip(f.name, reason)
     pixels = torch.from_numpy(decoded.pixels)
-    return pixels[:, :3], pixels[:, 3], torch.tensor(rows, dtype=torch.int64)
+    return pixels[:, :3], pixels[:, 3], torch.tensor(rows, dtype=torch.int64), tuple(every)
 
 
 def load_mask_folder(
@@ -229,14 +241,13 @@ def load_mask_folder(
         )
     skips, options = Skips(strict), {"workers": workers, "progress": progress}
     if use_cache(cache, sum(len(f) for _, f in splits.values())):
-        images, masks, rows = _cached_split(
-            root, splits, files, size, len(classes), skips, **options
-        )
+        found = _cached_split(root, splits, files, size, len(classes), skips, **options)
     else:
-        images, masks, rows = _read_split(folder, files, size, len(classes), skips, **options)
+        found = _read_split(folder, files, size, len(classes), skips, **options)
+    images, masks, rows, pairs = found
     skips.warn(root, "image/mask pair(s)", "SegmentationSet.skipped")
     if len(images if rows is None else rows) == 0:
         raise DataError(
             f"{root}: none of the {len(files)} image/mask pairs of split {split!r} is usable"
         )
-    return SegmentationSet(images, masks, classes, root.resolve().name, skips.lines, rows)
+    return SegmentationSet(images, masks, classes, root.resolve().name, skips.lines, rows, pairs)

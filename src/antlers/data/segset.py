@@ -4,7 +4,8 @@ Conventions: images uint8 (N, C, H, W) with C in {1, 3}; masks uint8 (N, H, W) o
 [0, len(classes)), or 255 for "ignore" (a pixel no loss or metric counts). A sample is
 ``{"image": float32 (C, H, W) in [0, 1], "mask": int64 (H, W)}``. A mask folder read through the
 decoded cache (``antlers.data.mask_folder``) holds every pair of the folder, memory-mapped, and
-``rows`` picks the set's: subsets then copy no pixels, as ``ImageSet`` does.
+``rows`` picks the set's: subsets then copy no pixels, as ``ImageSet`` does; ``files`` then
+names each row's image and mask files (for ``--stream``, ``antlers.tasks.segment.stream``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class SegmentationSet:
 
     images, masks: uint8 (M, C, H, W) and (M, H, W): the set's own (M = N), or with ``rows``
     (int64 (N,)) every pair of a decoded cache, of which sample i is row ``rows[i]`` (its ids
-    were checked when it was decoded). ``arrays()`` gives the set's own, copied.
+    were checked when it was decoded). ``arrays()`` gives the set's own, copied. files: the
+    (image, mask) paths of each row of ``images`` (M pairs), or None (a built-in set).
     """
 
     images: torch.Tensor
@@ -34,6 +36,7 @@ class SegmentationSet:
     name: str
     skipped: tuple[str, ...] = ()  # pairs a folder loader left out, one line each
     rows: torch.Tensor | None = None
+    files: tuple[tuple[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.masks.dtype != torch.uint8:
@@ -72,10 +75,10 @@ class SegmentationSet:
 
     def subset(self, indices: Sequence[int]) -> SegmentationSet:
         """The images and masks at ``indices`` (in that order), same classes and name; picked
-        by ``rows`` (no pixel copied) when the set has them."""
+        by ``rows`` (no pixel copied, ``files`` kept: they name the rows) when the set has them."""
         index = torch.as_tensor(list(indices), dtype=torch.long)
         if self.rows is not None:
             return replace(self, rows=self.rows[index])
-        return SegmentationSet(
-            self.images[index], self.masks[index], self.classes, self.name, self.skipped
-        )
+        files = None if self.files is None else tuple(self.files[i] for i in index.tolist())
+        picked = self.images[index], self.masks[index]
+        return SegmentationSet(*picked, self.classes, self.name, self.skipped, files=files)

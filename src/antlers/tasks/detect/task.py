@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from antlers.config import TrainConfig
+from antlers.data.boxset import DetectionSet
 from antlers.engine import dist
 from antlers.tasks.base import (
     TaskData,
@@ -68,10 +69,14 @@ class DetectTask:
         return self  # no training options of its own
 
     def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> TaskData:
-        from antlers.data.detection import load_detection
+        from antlers.data.detection import DETECTION_SETS, load_detection
 
+        if config.stream and config.data in DETECTION_SETS:  # refused before generating them
+            from antlers.engine.stream import unstreamable
+
+            raise unstreamable(config.data, "the image files of a COCO file or YOLO folder")
         options = {"image_size": config.image_size, "seed": config.seed, "strict": config.strict}
-        options["cache"] = config.data_cache
+        options["cache"] = "on" if config.stream else config.data_cache  # streaming: the files
         train, val = validation_split(load_detection(config.data, "train", **options), config.seed)
         test = load_detection(config.data, "test", **options)
         if config.model not in ("", self.default_model):
@@ -86,14 +91,25 @@ class DetectTask:
             detector=DetectorConfig(num_classes=len(train.classes)),
         )
         return TaskData(
-            train=DetectionLoader(
-                train, config.batch_size, **loader_options(config, rank, world_size, len(train))
+            train=self.train_loader(
+                train, config, loader_options(config, rank, world_size, len(train))
             ),
             val=DetectionLoader(val, EVAL_BATCH, **loader_options(config, rank, world_size)),
             test=DetectionLoader(test, EVAL_BATCH, **loader_options(config, rank, world_size)),
             model_config=model_config,
             test_set=test,
         )
+
+    @staticmethod
+    def train_loader(train: DetectionSet, config: TrainConfig, options: dict[str, Any]) -> Any:
+        """Batches of the training images: their S x S copies, or (``--stream``) decoded from
+        their files by one worker per core."""
+        if config.stream:
+            from antlers.data.decode import available_cores
+            from antlers.tasks.detect.stream import DetectStreamLoader
+
+            return DetectStreamLoader.of(train, config.batch_size, available_cores(), **options)
+        return DetectionLoader(train, config.batch_size, **options)
 
     def build_model(self, config: DetectConfig) -> TwoStageDetector:
         return build_detector(config)

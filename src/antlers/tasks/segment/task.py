@@ -118,9 +118,14 @@ class SegmentTask:
         return with_label_smoothing(self, config)
 
     def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> TaskData:
+        if config.stream and config.data in BUILT_IN:  # refused before generating them
+            from antlers.engine.stream import unstreamable
+
+            raise unstreamable(config.data, "a mask folder's files")
         counts = self.scenes or (None, None)
         size, seed = config.image_size, config.seed
-        options = {"strict": config.strict, "cache": config.data_cache}
+        cache = "on" if config.stream else config.data_cache  # streaming needs the files
+        options = {"strict": config.strict, "cache": cache}
         whole = load_segmentation(config.data, "train", size, seed, counts[0], **options)
         train, val = validation_split(whole, config.seed)
         test = load_segmentation(config.data, "test", size, seed, counts[1], **options)
@@ -132,12 +137,23 @@ class SegmentTask:
         options = loader_options(config, rank, world_size, len(train))
         held_out = loader_options(config, rank, world_size)
         return TaskData(
-            train=SegmentLoader.of(train, config.batch_size, crop_padding=config.crop, **options),
+            train=self.train_loader(train, config, options),
             val=SegmentLoader.of(val, 100, **held_out),
             test=SegmentLoader.of(test, 100, per_class=True, **held_out),
             model_config=model_config,
             test_set=test,
         )
+
+    @staticmethod
+    def train_loader(train: SegmentationSet, config: TrainConfig, options: dict[str, Any]) -> Any:
+        """Batches of the training pairs: from memory or the decoded cache with ``--crop``
+        padding, or (``--stream``) decoded from their files by one worker per core."""
+        if config.stream:
+            from antlers.data.decode import available_cores
+            from antlers.tasks.segment.stream import SegmentStreamLoader
+
+            return SegmentStreamLoader.of(train, config.batch_size, available_cores(), **options)
+        return SegmentLoader.of(train, config.batch_size, crop_padding=config.crop, **options)
 
     def build_model(self, config: SegmentConfig) -> Segmenter:
         return build_segmenter(config)
