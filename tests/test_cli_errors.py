@@ -152,3 +152,16 @@ def test_the_console_script_prints_one_line_for_a_missing_run() -> None:
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("antlers: error: /nonexistent")
+
+
+def test_train_stopped_before_the_first_epoch_ended_says_so(tmp_path) -> None:
+    """antlers.train with --max-steps inside the first epoch: one line saying why there are no
+    weights and how to continue (it said "not a finished run folder?")."""
+    import antlers
+    from antlers.engine.checkpoint import CheckpointError
+
+    options = {"data": "digits", "model": "lecture_cnn", "image_size": 16, "epochs": 1}
+    with pytest.raises(CheckpointError, match=r"stopped \(max_steps\) before the first epoch"):
+        antlers.train("classify", max_steps=2, out=str(tmp_path), **options)
+    resumed = antlers.train("classify", resume=tmp_path / "classify" / "exp", max_steps=None)
+    assert resumed.epoch == 1

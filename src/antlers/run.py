@@ -41,6 +41,12 @@ def train(task: str | None = None, resume: str | Path | None = None, **options: 
     else:
         config = default_config(task or "classify", **options)
     result = fit(get_task(config.task), config, resume=resume)
+    if result.stopped_by in ("max_steps", "signal") and not result.history:
+        raise CheckpointError(
+            f"{result.run_dir}: stopped ({result.stopped_by}) before the first epoch ended: "
+            "no weights yet (an epoch's end writes them); state/last.pt is saved and "
+            "train(resume=...) continues from it"
+        )
     return Run.load(result.run_dir, stopped_by=result.stopped_by)
 
 
