@@ -10,6 +10,7 @@ COCO files and YOLO folders hold one set of images; their test split is a determ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,14 @@ import numpy as np
 
 from antlers.data.boxset import DetectionSet
 
-__all__ = ["DETECTION_SETS", "convert", "load_detection", "read_annotations", "split_indices"]
+__all__ = [
+    "DETECTION_SETS",
+    "convert",
+    "load_detection",
+    "load_detection_splits",
+    "read_annotations",
+    "split_indices",
+]
 
 DETECTION_SETS = ("scenes",)
 TEST_FRACTION = 0.2
@@ -46,12 +54,28 @@ def load_detection(
     bad entry of a COCO file or YOLO folder instead of skipping it (``antlers.data.skips``);
     ``cache``: "auto" (1,000 images or more), "on" or "off": read a COCO file's or YOLO
     folder's images through the decoded cache (``antlers.data.annotations``)."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be one of ['train', 'test'], got {split!r}")
+    options = {"image_size": image_size, "seed": seed, "n": n, "strict": strict, "cache": cache}
+    return load_detection_splits(name_or_path, (split,), **options)[0]
+
+
+def load_detection_splits(
+    name_or_path: str,
+    splits: Sequence[str] = ("train", "test"),
+    *,
+    image_size: int | None = None,
+    seed: int = 0,
+    n: int | None = None,
+    strict: bool = False,
+    cache: str = "auto",
+) -> list[DetectionSet]:
+    """``load_detection`` of each of ``splits``, a COCO file or YOLO folder read once."""
+    for split in splits:
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be one of ['train', 'test'], got {split!r}")
     if name_or_path == "scenes":
         from antlers.data.object_scenes import load_object_scenes
 
-        return load_object_scenes(split, image_size=image_size, seed=seed, n=n)
+        return [load_object_scenes(s, image_size=image_size, seed=seed, n=n) for s in splits]
     path = Path(name_or_path).expanduser()
     size = image_size or 128
     if path.is_file() and path.suffix.lower() == ".json":
@@ -61,16 +85,19 @@ def load_detection(
     elif path.is_dir():
         from antlers.data.yolo import read_yolo, yolo_splits
 
-        splits = yolo_splits(path)
-        if splits is not None:
-            return read_yolo(path, size, subset=splits[split], strict=strict, cache=cache)
+        subsets = yolo_splits(path)
+        if subsets is not None:
+            options = {"strict": strict, "cache": cache}
+            return [read_yolo(path, size, subset=subsets[s], **options) for s in splits]
         whole = read_yolo(path, size, strict=strict, cache=cache)
     else:
         raise ValueError(
             f"unknown detection data {name_or_path!r}: not a built-in name "
             f"(one of {list(DETECTION_SETS)}), a COCO .json file or a YOLO folder"
         )
-    return whole.subset(split_indices(len(whole), split, seed), name=f"{whole.name}:{split}")
+    return [
+        whole.subset(split_indices(len(whole), s, seed), name=f"{whole.name}:{s}") for s in splits
+    ]
 
 
 def read_annotations(source: str | Path, strict: bool = False) -> Any:

@@ -69,7 +69,7 @@ class DetectTask:
         return self  # no training options of its own
 
     def load_data(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> TaskData:
-        from antlers.data.detection import DETECTION_SETS, load_detection
+        from antlers.data.detection import DETECTION_SETS, load_detection_splits
 
         if config.stream and config.data in DETECTION_SETS:  # refused before generating them
             from antlers.engine.stream import unstreamable
@@ -77,8 +77,8 @@ class DetectTask:
             raise unstreamable(config.data, "the image files of a COCO file or YOLO folder")
         options = {"image_size": config.image_size, "seed": config.seed, "strict": config.strict}
         options["cache"] = "on" if config.stream else config.data_cache  # streaming: the files
-        train, val = validation_split(load_detection(config.data, "train", **options), config.seed)
-        test = load_detection(config.data, "test", **options)
+        whole, test = load_detection_splits(config.data, ("train", "test"), **options)
+        train, val = validation_split(whole, config.seed)
         if config.model not in ("", self.default_model):
             raise ValueError(f"unknown detection model {config.model!r}; allowed: two_stage")
         for note in train.notes if rank == 0 else ():
