@@ -10,8 +10,10 @@ from the brightness) and hard-link them, over and over, into a mask folder and a
 image two boxes; (2) time the task's ``load_data`` (both splits, the validation split, pixel
 statistics) for segment at 64 px and detect at 128 px (a) with ``--data-cache off`` (the
 baseline: every image decoded at every run, on every core), (b) with a cold cache (the first run
-builds it), (c) with the warm cache (every later run), and check that the three give the same
-first training batch; (3) the peak anonymous memory of each load (``cache.py``'s PeakMemory).
+builds it), (c) with the warm cache (every later run), each in a fresh forked process, and check
+that the three give the same first training batch; (3) the peak anonymous memory of each load
+over the process's before it (``cache.py``'s PeakMemory; a fresh process, so that memory an
+earlier load left to the allocator is not counted; the modules imported beforehand).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import multiprocessing
 import os
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from antlers.data.decode import available_cores
@@ -59,22 +63,37 @@ def write_sets(folder: Path, count: int) -> dict[str, Path]:
     return {"segment": masks, "detect": coco}
 
 
-def load(task: str, data: Path, cache: str, memory: PeakMemory) -> dict:
-    """Seconds to load the task's data, the peak memory, and its first training batch."""
+def load(task: str, data: Path, cache: str) -> dict:
+    """Seconds to load the task's data, the peak memory over the process's before it, and its
+    first training batch (run in a fresh process)."""
+    memory = PeakMemory()
     config = default_config(task, data=str(data), image_size=SIZES[task], data_cache=cache)
     memory.reset()
+    before = memory.peak
     start = time.perf_counter()
     loaded = get_task(task).load_data(config)
-    seconds, peak = time.perf_counter() - start, memory.peak
-    return {"load": seconds, "peak": peak, "batch": next(iter(loaded.train))["image"]}
+    seconds, peak = time.perf_counter() - start, memory.peak - before
+    batch = next(iter(loaded.train))["image"].numpy()  # NumPy: sent to the parent by value
+    return {"load": seconds, "peak": peak, "batch": batch}
 
 
-def measure(task: str, data: Path, count: int, memory: PeakMemory) -> list[str]:
+def in_child(task: str, data: Path, cache: str) -> dict:
+    """``load`` in a forked process of its own (not a daemon: the decoding starts workers)."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=lambda: send.send(load(task, data, cache)))
+    child.start()
+    result = receive.recv()
+    child.join()
+    return result
+
+
+def measure(task: str, data: Path, count: int) -> list[str]:
     """The table rows and the summary line of one task."""
-    runs = {cache: load(task, data, cache, memory) for cache in ("off", "on")}
-    runs["warm"] = load(task, data, "on", memory)
+    runs = {cache: in_child(task, data, cache) for cache in ("off", "on")}
+    runs["warm"] = in_child(task, data, "on")
     for name, run in runs.items():
-        if not torch.equal(run["batch"], runs["off"]["batch"]):
+        if not np.array_equal(run["batch"], runs["off"]["batch"]):
             raise SystemExit(f"{task}, cache {name}: the first batch differs from decoding")
     labels = {"off": "decoding at every run (baseline)", "on": "first run: builds the cache"}
     rows = [
@@ -95,11 +114,12 @@ def main() -> None:
     args = parser.parse_args()
     start = datetime.datetime.now(datetime.UTC)
     load_average = os.getloadavg()[0]
-    memory = PeakMemory()
+    for task in SIZES:  # imported here, not counted in each load's memory
+        get_task(task).load_data  # noqa: B018
     with tempfile.TemporaryDirectory() as folder:
         os.environ["ANTLERS_CACHE"] = str(Path(folder) / "cache")
         sets = write_sets(Path(folder), args.images)
-        results = {task: measure(task, sets[task], args.images, memory) for task in SIZES}
+        results = {task: measure(task, sets[task], args.images) for task in SIZES}
     lines = [
         "## data cache, segment and detect",
         "",
@@ -107,8 +127,8 @@ def main() -> None:
         f"average {load_average:.1f} at start, torch {torch.__version__}; JPEGs of 500x375 "
         f"({DISTINCT:,} distinct, hard-linked) with PNG masks (segment) or a COCO file of two "
         "boxes per image (detect). 'load': the task's `load_data` (both splits, the validation "
-        "split, pixel statistics); memory: its peak anonymous memory (the mapped cache's page "
-        "cache excluded).",
+        "split, pixel statistics), each in a fresh process; memory: the load's peak anonymous "
+        "memory over the process's before it (the mapped cache's page cache excluded).",
         "",
         "| task | size | images | run | load, s | images/s loaded | peak memory of the load, GiB |",
         "|---|---|---|---|---|---|---|",
