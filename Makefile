@@ -21,11 +21,13 @@ tour: $(STAMP)
 system-deps:
 	bash scripts/system-deps.sh
 
-# The suite, after the lint that CONTRIBUTING asks for (CI runs this target).
+# The suite, after the lint that CONTRIBUTING asks for (CI runs this target). Two pytest-xdist
+# workers, a test file each at a time (module fixtures such as the quick tour run once): much of
+# the suite waits on one core (subprocesses, Pillow, Python), so two cores finish it sooner.
 test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -42,10 +42,12 @@ class TrainedRun:
 
 @pytest.fixture(autouse=True, scope="session")
 def _torch_threads() -> None:
-    """Use 2 intra-op threads at most: CI machines have 2 cores shared with other work."""
+    """Use 2 intra-op threads at most: CI machines have 2 cores shared with other work; under
+    pytest-xdist, the cores shared among its workers (one thread each on 2 cores)."""
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(autouse=True, scope="session")
