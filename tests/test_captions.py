@@ -206,3 +206,35 @@ def test_judge_run_reports_in_distribution_held_out_and_guidance(caption_weights
     assert set(result["by_guidance"]) == {"0", "4"}
     assert all(0 <= v <= 1 for v in result["by_guidance"].values())
     assert set(eval_prompts(False, 4)).isdisjoint(eval_prompts(True, 4))
+
+
+def test_overfitting_one_caption_image_pair_reproduces_it():
+    """A caption network (a small one, 16 px) trained on one (caption, image) pair draws that
+    image from noise when given the caption (DDIM-20), and its noise loss falls."""
+    from antlers.tasks.generate.captioned import build_caption_unet
+
+    config, task = caption_config(16), GenerateTask()
+    caption = "a red circle left of a blue square"
+    image = render_captions([parse_caption(caption)], size=16).float() / 255
+    torch.manual_seed(0)
+    model = build_caption_unet(config, UNetConfig(3, 16, channels=16, mults=(1, 2)))
+    tokens, images = task.prompt_tokens(config, 8, caption), image.expand(8, -1, -1, -1)
+    g = torch.Generator().manual_seed(0)
+    fixed = torch.randint(0, 1000, (8,), generator=g), torch.randn((8, 3, 16, 16), generator=g)
+
+    def fixed_loss() -> float:
+        with torch.no_grad():
+            return float(task.noise_loss(model, images, tokens, *fixed))
+
+    before, untrained = fixed_loss(), task.sample(model.eval(), config, tokens[:2], steps=20).images
+    optimizer = torch.optim.AdamW(model.train().parameters(), lr=5e-3)
+    for _ in range(200):
+        t, noise = torch.randint(0, 1000, (8,)), torch.randn_like(images)
+        loss = task.noise_loss(model, images, tokens, t, noise)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert fixed_loss() < 0.25 * before
+    made = task.sample(model.eval(), config, tokens[:2], guidance=1.0, steps=20, seed=0).images
+    assert float((untrained - image).abs().mean()) > 0.2  # the premise: noise is far from it
+    assert float((made - image).abs().mean()) < 0.07
