@@ -137,6 +137,9 @@ def test_diffusion_chapter_noises_trains_and_samples(quick_tour: tuple[Path, str
         assert strip.width > 3 * strip.height
     assert re.search(r"Diffusion: digits 8x8, \d+ steps in 5 s, val noise loss 0\.\d+", log)
     assert "HOW TO INPUT A CAPTION, in code: antlers train generate --data captions" in page
+    assert '<img src="ch8_captions.png"' in page  # a recorded caption run's samples
+    with Image.open(out / "ch8_captions.png") as samples:
+        assert samples.format == "PNG"
 
 
 def test_detection_chapter_draws_every_stage(quick_tour: tuple[Path, str]) -> None:
