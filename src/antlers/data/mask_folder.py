@@ -37,7 +37,7 @@ import torch
 from PIL import Image, ImageOps
 
 from antlers.data.cache import Layout, open_decoded
-from antlers.data.decode import PARALLEL_FROM, available_cores, in_chunks
+from antlers.data.decode import decode_into
 from antlers.data.folder import (
     IMAGE_EXTENSIONS,
     SPLIT_FOLDERS,
@@ -48,7 +48,6 @@ from antlers.data.folder import (
 from antlers.data.segset import IGNORE_INDEX, SegmentationSet
 from antlers.data.skips import DataError, Skips
 from antlers.io.images import ImageError, open_image, to_8bit
-from antlers.io.progress import Progress
 
 __all__ = ["decode_pairs", "load_mask_folder", "open_pair", "read_pair"]
 
@@ -151,34 +150,21 @@ def _mask_of(folder: Path, image: Path) -> Path:
 
 
 def _read_split(
-    folder: Path,
-    files: list[Path],
-    size: int,
-    num_classes: int,
-    skips: Skips,
-    workers: int | None,
-    progress: bool,
+    folder: Path, files: list[Path], size: int, num_classes: int, skips: Skips, **options: Any
 ) -> tuple[torch.Tensor, torch.Tensor, None, None]:
-    """The usable pairs of ``files`` (under folder/images/), read in parallel in this run:
-    (images (N, 3, S, S), masks (N, S, S), no rows, no files); the others handed to ``skips``
-    in order."""
+    """The usable pairs of ``files`` (under folder/images/), decoded in this run on every core
+    (``decode_into`` with ``decode_pairs``): (images (N, 3, S, S), masks (N, S, S), no rows, no
+    files); the others handed to ``skips`` in order."""
     items = [(str(f), str(_mask_of(folder, f))) for f in files]
-    task = functools.partial(decode_pairs, image_size=size, channels=4, num_classes=num_classes)
-    shown = progress and len(files) >= PARALLEL_FROM
-    bar = Progress(len(files), "reading image/mask pairs", enabled=shown, unit="pairs")
-    rows = []
-    try:
-        for chunk, results in in_chunks(task, items, workers or available_cores()):
-            for i, result in zip(chunk, results, strict=True):
-                if isinstance(result, str):
-                    skips.skip(files[i].name, result)
-                else:
-                    rows.append(result)
-            bar.update(len(chunk))
-    finally:
-        bar.close()
-    pixels = torch.from_numpy(np.stack(rows)) if rows else torch.zeros((0, 4, size, size))
-    return pixels[:, :3].contiguous(), pixels[:, 3].contiguous(), None, None
+    pixels = np.zeros((len(files), 4, size, size), dtype=np.uint8)
+    decode = functools.partial(decode_pairs, num_classes=num_classes)
+    failed = decode_into(items, range(len(files)), pixels, decode=decode, **options)
+    for i in sorted(failed):
+        skips.skip(files[i].name, failed[i])
+    if failed:
+        pixels = pixels[[i for i in range(len(files)) if i not in failed]]
+    kept = torch.from_numpy(pixels)
+    return kept[:, :3].contiguous(), kept[:, 3].contiguous(), None, None
 
 
 def _cached_split(
