@@ -237,3 +237,12 @@ def test_detection_splits_are_disjoint_and_deterministic(tmp_path: Path) -> None
     assert load_detection(str(path), "test").files == test.files
     with pytest.raises(ValueError, match="unknown detection data 'nowhere'"):
         load_detection("nowhere")
+
+
+def test_an_image_spoiled_after_reading_is_refused_when_loaded(tmp_path: Path) -> None:
+    """Annotations read without a training size, then loaded after an image was spoiled:
+    DataError naming the file, not a black image."""
+    annotations = read_coco_annotations(_coco(tmp_path))
+    (tmp_path / "images" / "b.png").write_bytes(b"not a png any more")
+    with pytest.raises(ValueError, match=r"image b\.png: .*b\.png: cannot read as an image"):
+        annotations.to_set(16)

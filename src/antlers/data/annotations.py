@@ -183,6 +183,9 @@ class Annotations:
         if probed is None or probed.pixels.shape[-1] != image_size:
             probed = probe_images(self.root, self.files, image_size, "off", "", progress=False)
         picked = [probed.row[f] for f in self.files]
+        for file, k in zip(self.files, picked, strict=True):
+            if probed.reasons[k] is not None:  # readable when read, no longer (changed since)
+                raise DataError(f"{self.source}: image {file.name}: {probed.reasons[k]}")
         if probed.mapped:
             images, rows = torch.from_numpy(probed.pixels), torch.tensor(picked)
         else:
