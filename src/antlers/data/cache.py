@@ -38,15 +38,13 @@ the others wait for it and then find it complete.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import secrets
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +53,7 @@ import numpy as np
 
 from antlers.data.decode import decode_into, is_gray_file
 from antlers.io.files import atomic_write
+from antlers.io.lock import locked
 from antlers.io.system import cache_root, gib
 
 __all__ = [
@@ -142,14 +141,15 @@ def open_decoded(
     if not all(path.startswith(prefix) for item in items for path in item):
         raise ValueError(f"{root}: open_decoded's files must lie under it")
     entries = [[v for path in item for v in _stat_entry(prefix, path)] for item in items]
-    with _locked(folder / "lock"):
+    waiting = f"decoded cache: waiting for another process building {folder}"
+    with locked(folder / "lock", waiting):
         old = _read_manifest(folder, root, image_size, layout)
         reused = _reusable_rows(old, entries)
-        gray = [
+        infos = [  # IMAGES: whether the item is gray; a decoder's own say is filled in below
             old["files"][r][-2] if r is not None else _gray(item, layout)  # type: ignore[index]
             for item, r in zip(items, reused, strict=True)
         ]
-        channels = layout.channels or (1 if all(g is not False for g in gray) else 3)
+        channels = layout.channels or (1 if all(g is not False for g in infos) else 3)
         if old is not None and old["channels"] != channels:
             old, reused = None, [None] * len(items)  # nothing of it can be reused
         if old is not None and reused == list(range(len(old["files"]))):
@@ -158,9 +158,9 @@ def open_decoded(
             return DecodedFolder(pixels, tuple(e[-1] for e in old["files"]), 0, infos)
         shape = (len(items), channels, image_size, image_size)
         name, reasons = _build(
-            folder, items, shape, old, reused, layout, gray, workers=workers, progress=progress
+            folder, items, shape, old, reused, layout, infos, workers=workers, progress=progress
         )
-        files_json = [[*e, g, r] for e, g, r in zip(entries, gray, reasons, strict=True)]
+        files_json = [[*e, i, r] for e, i, r in zip(entries, infos, reasons, strict=True)]
         manifest = {"version": VERSION, "root": str(Path(root).resolve()), "pixels": name}
         manifest |= {"image_size": image_size, "channels": channels, "files": files_json}
         manifest |= {"layout": layout.name, "policy": list(layout.policy)}
@@ -174,7 +174,7 @@ def open_decoded(
             file=sys.stderr,
         )
     pixels = _map(folder / name, *shape[:3])
-    return DecodedFolder(pixels, tuple(reasons), decoded, tuple(gray))
+    return DecodedFolder(pixels, tuple(reasons), decoded, tuple(infos))
 
 
 def _gray(item: tuple[str, ...], layout: Layout) -> bool | None:
@@ -232,10 +232,9 @@ def _build(
             new_rows, old_rows = pairs[start : start + COPY_ROWS].T
             out[new_rows] = previous[old_rows]
     todo = [k for k, r in enumerate(reused) if r is None]
-    chunk = layout.decode
     todo_items = [items[k] if len(items[k]) > 1 else items[k][0] for k in todo]
     said: dict[int, Any] = {}
-    options = {"workers": workers, "progress": progress, "decode": chunk, "infos": said}
+    options = {"workers": workers, "progress": progress, "decode": layout.decode, "infos": said}
     failed = decode_into(todo_items, todo, out, **options)
     for i, info in said.items():
         infos[todo[i]] = info
@@ -291,22 +290,3 @@ def _remove_stale(folder: Path, keep: str) -> None:
     for path in [*folder.glob("pixels-*.u8"), *folder.glob(".pixels-*.partial")]:
         if path.name != keep:
             path.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path``; say so on stderr when another process has it."""
-    with path.open("a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(
-                f"decoded cache: waiting for another process building {path.parent}",
-                file=sys.stderr,
-                flush=True,
-            )
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
