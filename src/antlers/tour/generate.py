@@ -26,19 +26,35 @@ NOISING_STEPS = (0, 50, 100, 200, 300, 500, 700, 999)
 CAPTION_SAMPLES = Path(__file__).parent / "assets" / "caption_samples.png"
 
 
-def _caption_figure(ctx: TourContext) -> str:
-    """The recorded caption run's samples, copied beside the page, with its prompts."""
+def _caption_section(ctx: TourContext) -> str:
+    """The answer to "how to input a caption?" in code, and the recorded caption run's
+    samples, copied beside the page, with its prompts."""
     from antlers.tasks.generate.report import PROMPT_GUIDANCE, REPORT_PROMPTS, STEPS
 
     atomic_write(ctx.out / "ch8_captions.png", CAPTION_SAMPLES.read_bytes())
     rows = "; ".join(f"{i + 1}. {prompt}" for i, prompt in enumerate(REPORT_PROMPTS))
-    return figure(
+    samples = figure(
         "ch8_captions.png",
         "From a recorded run, 20 minutes on two CPU cores (antlers train generate --data "
         f"captions --model unet_small --time 1200): one row per prompt, DDIM-{STEPS}, "
         f"guidance {PROMPT_GUIDANCE:g}. "
         f"Rows: {rows} (the last two name colour-shape pairs never seen in training).",
     )
+    answer = paragraph(
+        "HOW TO INPUT A CAPTION, in code: antlers train generate --data captions --time "
+        "1200 trains on a built-in world of captioned images ('a red circle left of a "
+        "blue square'). A word-level tokenizer and a small transformer turn the caption "
+        "into one vector per word; the U-Net's low-resolution stages attend to them "
+        "(cross-attention: queries from the image, keys and values from the words, as "
+        "in Stable Diffusion), and dropping whole captions in training gives the "
+        "unconditional model that guidance needs. Then antlers sample RUN --prompt 'two "
+        "red squares' draws what a sentence says, and antlers eval RUN scores the "
+        "samples with a judge that finds the objects and checks count, colour and "
+        "position (GenEval's rules). It takes longer than this tour (a recorded run below): "
+        "docs/benchmarks.md (captions) records what 20 minutes on two cores reach, and "
+        "where it still fails (colours bound to the wrong shape, positions)."
+    )
+    return "\n".join([answer, samples])
 
 
 def _one_image() -> tuple[Any, str]:
@@ -119,21 +135,7 @@ def generate_chapter(ctx: TourContext) -> Chapter:
             ),
             figure("generate/ch8_run/trajectory.png", "From pure noise x_T (left) to x_0."),
             figure("generate/ch8_run/samples.png", "One row per class (0-9), guidance 3."),
-            _caption_figure(ctx),
-            paragraph(
-                "HOW TO INPUT A CAPTION, in code: antlers train generate --data captions --time "
-                "1200 trains on a built-in world of captioned images ('a red circle left of a "
-                "blue square'). A word-level tokenizer and a small transformer turn the caption "
-                "into one vector per word; the U-Net's low-resolution stages attend to them "
-                "(cross-attention: queries from the image, keys and values from the words, as "
-                "in Stable Diffusion), and dropping whole captions in training gives the "
-                "unconditional model that guidance needs. Then antlers sample RUN --prompt 'two "
-                "red squares' draws what a sentence says, and antlers eval RUN scores the "
-                "samples with a judge that finds the objects and checks count, colour and "
-                "position (GenEval's rules). It takes longer than this tour: "
-                "docs/benchmarks.md (captions) records what 20 minutes on two cores reach, and "
-                "where it still fails (colours bound to the wrong shape, positions)."
-            ),
+            _caption_section(ctx),
         ]
     )
     summary = (
