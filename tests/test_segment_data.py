@@ -146,7 +146,7 @@ def test_loader_moves_image_and_mask_together_and_replays_exactly() -> None:
 
 def test_pairs_read_by_workers_are_the_pairs_read_here(tmp_path: Path) -> None:
     from antlers.data.decode import PARALLEL_FROM
-    from antlers.data.mask_folder import _pairs, read_pair
+    from antlers.data.mask_folder import _splits, read_pair
 
     _write_folder(tmp_path, n=2 * PARALLEL_FROM, size=(9, 7))  # the train split: workers
     (tmp_path / "masks" / "im30.png").unlink()  # two bad pairs
@@ -161,7 +161,7 @@ def test_pairs_read_by_workers_are_the_pairs_read_here(tmp_path: Path) -> None:
         assert torch.equal(here.masks, forked.masks)
         assert here.skipped == forked.skipped
         skipped += forked.skipped
-        first = _pairs(tmp_path, split, 0)[1][0]  # the oracle: one pair read alone
+        first = _splits(tmp_path, 0)[split][1][0]  # the oracle: one pair read alone
         image, mask = read_pair(first, tmp_path / "masks" / f"{first.stem}.png", 6, 3)
         assert torch.equal(forked.images[0], torch.tensor(image))
         assert torch.equal(forked.masks[0], torch.tensor(mask))

@@ -117,21 +117,15 @@ def decode_pairs(
     return rows
 
 
-def _split_folder(root: Path, split: str) -> Path | None:
+def _splits(root: Path, seed: int) -> dict[str, tuple[Path, list[Path]]]:
+    """Per split, the folder holding its images/ and masks/ and its image files (the folder
+    listed once; without split folders a seeded ``TEST_FRACTION`` of it is the test split)."""
     folders = {
         s: [root / c for c in cs if (root / c / "images").is_dir()]
         for s, cs in SPLIT_FOLDERS.items()
     }
     if all(folders.values()):
-        return folders[split][0]
-    return None
-
-
-def _pairs(root: Path, split: str, seed: int) -> tuple[Path, list[Path]]:
-    """The folder holding images/ and masks/ for ``split``, and the split's image files."""
-    folder = _split_folder(root, split)
-    if folder is not None:
-        return folder, list_images(folder / "images")
+        return {s: (found[0], list_images(found[0] / "images")) for s, found in folders.items()}
     if not (root / "images").is_dir():
         raise ValueError(
             f"{root}: no images/ folder (expected images/, masks/ and classes.txt, "
@@ -140,8 +134,8 @@ def _pairs(root: Path, split: str, seed: int) -> tuple[Path, list[Path]]:
     files = list_images(root / "images")
     order = np.random.default_rng(seed).permutation(len(files))
     n_test = max(1, round(TEST_FRACTION * len(files))) if len(files) > 1 else 0
-    chosen = order[:n_test] if split == "test" else order[n_test:]
-    return root, [files[i] for i in sorted(chosen)]
+    chosen = {"test": order[:n_test], "train": order[n_test:]}
+    return {s: (root, [files[i] for i in sorted(chosen[s])]) for s in SPLIT_FOLDERS}
 
 
 def _mask_of(folder: Path, image: Path) -> Path:
@@ -219,7 +213,7 @@ def load_mask_folder(
         raise ValueError(f"{root}: not a folder (expected images/, masks/ and classes.txt)")
     classes = read_classes(root)
     size = image_size or DEFAULT_IMAGE_SIZE
-    splits = {s: _pairs(root, s, seed) for s in SPLIT_FOLDERS}
+    splits = _splits(root, seed)
     folder, files = splits[split]
     if not files:
         raise ValueError(
