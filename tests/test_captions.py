@@ -4,6 +4,7 @@ caption network's cross-attention, guidance, seeds and ``antlers sample --prompt
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +239,31 @@ def test_overfitting_one_caption_image_pair_reproduces_it():
     made = task.sample(model.eval(), config, tokens[:2], guidance=1.0, steps=20, seed=0).images
     assert float((untrained - image).abs().mean()) > 0.2  # the premise: noise is far from it
     assert float((made - image).abs().mean()) < 0.07
+
+
+def test_a_caption_run_takes_the_captioned_worlds_defaults_and_flags_win(monkeypatch):
+    from types import SimpleNamespace
+
+    from antlers.tasks import default_config
+
+    world = dict(GenerateTask.data_defaults["captions"])
+    assert world  # the captioned world sets its own recipe
+    caption = default_config("generate", data="captions")
+    assert {k: getattr(caption, k) for k in world} == world
+    plain = default_config("generate")  # Fashion-MNIST keeps the task's recipe
+    assert {k: getattr(plain, k) for k in world} == {
+        k: GenerateTask.config_defaults.get(k, getattr(default_config("classify"), k))
+        for k in world
+    }
+    assert {k: getattr(plain, k) for k in world} != world
+    assert default_config("generate", data="captions", batch_size=32).batch_size == 32
+
+    seen = []
+    stop = SimpleNamespace(stopped_by="max_steps", is_main=True, history=[])
+    fit_module = importlib.import_module("antlers.engine.fit")  # the package re-exports fit
+    monkeypatch.setattr(fit_module, "fit", lambda task, config, resume: seen.append(config) or stop)
+    main(["train", "generate", "--data", "captions", "--batch-size", "32"])
+    main(["train", "generate", "--data", "captions"])
+    assert seen[0].batch_size == 32
+    assert seen[0].warmup == world["warmup"]
+    assert seen[1].batch_size == world["batch_size"]

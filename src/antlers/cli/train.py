@@ -64,7 +64,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         check_resumed_task(args.resume, saved, args.task)
         config = config_from_args(args, base=saved)
     else:
-        config = config_from_args(args, base=default_config(args.task))
+        data = {"data": args.data} if args.data else {}  # a dataset may set its own defaults
+        config = config_from_args(args, base=default_config(args.task, **data))
     try:
         result = fit(get_task(config.task), config, resume=args.resume)
     except NonFiniteLossError as error:

@@ -39,7 +39,12 @@ def get_task(name: str) -> Task:
 
 
 def default_config(task: str, **options: Any) -> TrainConfig:
-    """A TrainConfig for ``task``: its own defaults (``config_defaults``), then ``options``."""
+    """A TrainConfig for ``task``: its own defaults (``config_defaults``), those for the data
+    it trains on (``data_defaults``, by ``options``' data or the task's default data), then
+    ``options``."""
     from antlers.config import TrainConfig
 
-    return TrainConfig(task=task, **{**get_task(task).config_defaults, **options})
+    spec = get_task(task)
+    data = options.get("data") or spec.config_defaults.get("data")
+    for_data = spec.data_defaults.get(data, {}) if isinstance(data, str) else {}
+    return TrainConfig(task=task, **{**spec.config_defaults, **for_data, **options})

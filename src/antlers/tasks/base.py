@@ -136,14 +136,16 @@ class Prediction(Protocol):
 class Task(Protocol):
     """The ML core of a task. Class constants: ``primary_metric`` chooses the best checkpoint
     (larger is better when ``maximize``); ``config_defaults`` are the TrainConfig fields this
-    task sets differently; ``config_type`` is its ModelConfig subclass. Instance fields are the
-    task's own options (e.g. ``label_smoothing``), set by ``configure``."""
+    task sets differently, ``data_defaults`` those it sets differently again for one dataset
+    (``--data`` name -> fields); ``config_type`` is its ModelConfig subclass. Instance fields
+    are the task's own options (e.g. ``label_smoothing``), set by ``configure``."""
 
     name: ClassVar[str]
     primary_metric: ClassVar[str]
     maximize: ClassVar[bool]
     default_model: ClassVar[str]
     config_defaults: ClassVar[Mapping[str, Any]]
+    data_defaults: ClassVar[Mapping[str, Mapping[str, Any]]]
     config_type: ClassVar[type[ModelConfig]]
 
     def configure(self, config: TrainConfig) -> Self:

@@ -57,6 +57,7 @@ class ClassifyTask:
     default_model: ClassVar[str] = "fast_resnet"
     label_smoothing: float = 0.1
     config_defaults: ClassVar[Mapping[str, Any]] = MappingProxyType({})  # TrainConfig's
+    data_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
     config_type: ClassVar[type[ClassifyConfig]] = ClassifyConfig
 
     def configure(self, config: TrainConfig) -> ClassifyTask:

@@ -63,6 +63,7 @@ class DetectTask:
             "weight_decay": 1e-4,
         }
     )
+    data_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
     config_type: ClassVar[type[DetectConfig]] = DetectConfig
 
     def configure(self, config: TrainConfig) -> DetectTask:

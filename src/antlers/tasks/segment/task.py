@@ -112,6 +112,7 @@ class SegmentTask:
             "ema": 0.0,
         }
     )
+    data_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
     config_type: ClassVar[type[SegmentConfig]] = SegmentConfig
 
     def configure(self, config: TrainConfig) -> SegmentTask:
