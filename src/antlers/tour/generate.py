@@ -52,7 +52,7 @@ def _caption_section(ctx: TourContext) -> str:
         "samples with a judge that finds the objects and checks count, colour and "
         "position (GenEval's rules). It takes longer than this tour (a recorded run below): "
         "docs/benchmarks.md (captions) records what 20 minutes on two cores reach, and "
-        "where it still fails (colours bound to the wrong shape, positions)."
+        "where it still fails (positions, and colour-shape pairs never seen in training)."
     )
     return "\n".join([answer, samples])
 
