@@ -46,5 +46,5 @@ def default_config(task: str, **options: Any) -> TrainConfig:
 
     spec = get_task(task)
     data = options.get("data") or spec.config_defaults.get("data")
-    for_data = spec.data_defaults.get(data, {}) if isinstance(data, str) else {}
+    for_data = spec.data_defaults.get(data, {})
     return TrainConfig(task=task, **{**spec.config_defaults, **for_data, **options})
