@@ -65,8 +65,11 @@ def prompt_tokens(config: GenerateConfig, n: int, prompt: str | list[str]) -> Te
 
 
 def build_caption_unet(config: GenerateConfig, unet: UNetConfig) -> CaptionUNet:
-    """The caption network: ``unet`` with cross-attention to a text encoder of ``TEXT_DIM``."""
-    unet = dataclasses.replace(unet, num_classes=0, context_dim=TEXT_DIM)
+    """The caption network: ``unet`` with cross-attention to a text encoder of ``TEXT_DIM``
+    (pixel positions in its attention when ``config.positions``)."""
+    unet = dataclasses.replace(
+        unet, num_classes=0, context_dim=TEXT_DIM, positions=config.positions
+    )
     return CaptionUNet(unet, len(config.vocabulary), config.max_words)
 
 
@@ -89,6 +92,7 @@ def caption_data(
         p_uncond=task.p_uncond,
         vocabulary=VOCABULARY,
         max_words=MAX_WORDS,
+        positions=True,
     )
     options = loader_options(config, rank, world_size, len(train))
     options["flip"] = False  # a mirror swaps "left of" and "right of"

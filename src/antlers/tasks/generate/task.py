@@ -65,13 +65,16 @@ class GenerateConfig(ModelConfig):
     """A diffusion run's model config: the noise schedule and its T, and the label dropout the
     model was trained with. ``mean``/``std`` stay empty (the U-Net sees [-1, 1] pixels).
     Caption runs: ``vocabulary`` (the tokenizer's words; empty for class runs) and
-    ``max_words`` (the longest caption, the text encoder's positions)."""
+    ``max_words`` (the longest caption, the text encoder's positions); ``positions``: pixel
+    positions in the U-Net's attention (caption runs since they were added; a run saved before
+    loads without them, as it was trained)."""
 
     noise_schedule: str = "cosine"
     timesteps: int = 1000
     p_uncond: float = 0.1
     vocabulary: tuple[str, ...] = ()
     max_words: int = 0
+    positions: bool = False
 
 
 def parse_unet_name(name: str) -> tuple[str, str]:

@@ -18,7 +18,12 @@ Layout (Ho et al. 2020, appendix B, after PixelCNN++; scaled down for 28-32 px o
   as a ``Context``): every block below the full resolution and the middle attend to the
   caption's tokens (cross-attention, as in Stable Diffusion and Imagen), and the caption's
   pooled embedding is added to the time embedding. Without it, no cross-attention exists and
-  the weights are those of the class-conditional network.
+  the weights are those of the class-conditional network;
+* with ``positions`` (caption networks), a fixed 2-D sine-cosine embedding of each pixel's row
+  and column (``position_embedding``) is added to the queries of every cross-attention and to
+  the queries and keys of the middle self-attention, values untouched: attention weights then
+  depend on where a pixel is, which "a circle left of a square" needs (convolutions with
+  zero padding only sense it near the border). No parameters: the same weights load either way.
 
 ``forward(x, t, labels, context)``: x (B, C, H, W) in [-1, 1], t int64 (B,) in [0, T), labels
 int64 (B,) in [0, num_classes] (num_classes or -1 = null / unconditional) or None (all
@@ -36,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["UNET_SIZES", "Context", "CrossAttention", "DiffusionUNet", "UNetConfig",
-           "timestep_embedding"]  # fmt: skip
+           "position_embedding", "timestep_embedding"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,8 @@ class UNetConfig:
     """The network's shape. ``mults``: channel multipliers per resolution (len - 1 halvings);
     ``attention``: self-attention at the lowest resolution; ``blocks``: residual blocks per
     level; ``patch``: pixels folded into channels first (1: none); ``context_dim``: the width
-    of the caption tokens attended to (0: class-conditional, no cross-attention)."""
+    of the caption tokens attended to (0: class-conditional, no cross-attention); ``positions``:
+    each pixel's position added to the attention queries (and the self-attention's keys)."""
 
     in_channels: int = 1
     image_size: int = 28
@@ -56,6 +62,7 @@ class UNetConfig:
     dropout: float = 0.0
     patch: int = 1
     context_dim: int = 0
+    positions: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mults", tuple(self.mults))
@@ -84,6 +91,30 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Ten
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
 
+def position_embedding(h: int, w: int, channels: int, device: torch.device | None = None) -> Tensor:
+    """Fixed 2-D sine-cosine positions (H*W, channels), row-major: with q = channels // 4 and
+    w_i = 100^(-i / q), i = 0 .. q-1, pixel (y, x) gets [sin(y w_i), cos(y w_i), sin(x w_i),
+    cos(x w_i)], zero-padded to ``channels`` (the 1-D embedding of Vaswani et al. per axis, as
+    MAE's 2-D one; periods from 2 pi to 200 pi pixels suit a 16 x 16 feature map)."""
+    q = channels // 4
+    freqs = torch.exp(-math.log(100.0) * torch.arange(q, device=device) / max(q, 1))
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij"
+    )
+    ay, ax = (a.flatten().float()[:, None] * freqs[None, :] for a in (ys, xs))
+    table = torch.cat([ay.sin(), ay.cos(), ax.sin(), ax.cos()], dim=1)
+    return F.pad(table, (0, channels - 4 * q))
+
+
+def _tokens(x: Tensor, positions: bool) -> tuple[Tensor, Tensor]:
+    """(B, C, H, W) -> tokens (B, H*W, C) and the same plus ``position_embedding`` when asked."""
+    _, c, h, w = x.shape
+    tokens = x.flatten(2).transpose(1, 2)
+    if not positions:
+        return tokens, tokens
+    return tokens, tokens + position_embedding(h, w, c, x.device).to(x.dtype)
+
+
 def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(8, channels // 4), channels)
 
@@ -109,17 +140,19 @@ class ResBlock(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """x + multi-head self-attention over the H*W positions (one token per pixel)."""
+    """x + multi-head self-attention over the H*W positions (one token per pixel); with
+    ``positions``, queries and keys carry the pixel's position, values do not."""
 
-    def __init__(self, channels: int, heads: int = 4):
+    def __init__(self, channels: int, heads: int = 4, positions: bool = False):
         super().__init__()
         self.norm = _norm(channels)
         self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
+        self.positions = positions
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, H*W, C)
-        out, _ = self.attn(tokens, tokens, tokens, need_weights=False)
+        tokens, placed = _tokens(self.norm(x), self.positions)  # (B, H*W, C) each
+        out, _ = self.attn(placed, placed, tokens, need_weights=False)
         return x + out.transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -134,18 +167,21 @@ class Context(NamedTuple):
 
 class CrossAttention(nn.Module):
     """x + multi-head attention from each position of x (queries) to the caption's tokens (keys
-    and values), padding masked out: how a pixel reads the words (Rombach et al. 2022)."""
+    and values), padding masked out: how a pixel reads the words (Rombach et al. 2022). With
+    ``positions``, the queries carry the pixel's position: which word a pixel reads may then
+    depend on where it is."""
 
-    def __init__(self, channels: int, context_dim: int, heads: int = 4):
+    def __init__(self, channels: int, context_dim: int, heads: int = 4, positions: bool = False):
         super().__init__()
         self.norm = _norm(channels)
         self.attn = nn.MultiheadAttention(
             channels, heads, kdim=context_dim, vdim=context_dim, batch_first=True
         )
+        self.positions = positions
 
     def forward(self, x: Tensor, context: Context) -> Tensor:
         b, c, h, w = x.shape
-        queries = self.norm(x).flatten(2).transpose(1, 2)  # (B, H*W, C)
+        _, queries = _tokens(self.norm(x), self.positions)  # (B, H*W, C)
         out, _ = self.attn(
             queries, context.tokens, context.tokens, key_padding_mask=context.padding,
             need_weights=False,
@@ -179,7 +215,8 @@ class DiffusionUNet(nn.Module):
                 self.downsample.append(nn.Conv2d(width, width, 3, stride=2, padding=1))
                 skips.append(width)
         self.mid1 = ResBlock(width, width, emb, config.dropout)
-        self.mid_attn = SelfAttention(width) if config.attention else nn.Identity()
+        attention = SelfAttention(width, positions=config.positions)
+        self.mid_attn = attention if config.attention else nn.Identity()
         self._add_cross("mid", len(widths), width)
         self.mid2 = ResBlock(width, width, emb, config.dropout)
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
@@ -199,7 +236,9 @@ class DiffusionUNet(nn.Module):
         """Cross-attention after block ``name`` when the network reads captions and ``level`` is
         below the full resolution (the middle counts as the level below the lowest)."""
         if self.config.context_dim and level > 0:
-            self.cross[name] = CrossAttention(channels, self.config.context_dim)
+            self.cross[name] = CrossAttention(
+                channels, self.config.context_dim, positions=self.config.positions
+            )
 
     def _attend(self, name: str, h: Tensor, context: Context | None) -> Tensor:
         if context is None or name not in self.cross:
