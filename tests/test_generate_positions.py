@@ -4,6 +4,7 @@ brute-force loop, attention that senses where a pixel is only when asked, and wh
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -76,7 +77,7 @@ def test_attention_senses_position_only_with_positions(kind):
 def test_positions_add_no_weights_and_reach_every_attention():
     base = UNetConfig(in_channels=3, image_size=24, num_classes=0, context_dim=8, attention=True)
     plain = DiffusionUNet(base)
-    placed = DiffusionUNet(UNetConfig(**{**base.__dict__, "positions": True}))
+    placed = DiffusionUNet(dataclasses.replace(base, positions=True))
     assert plain.state_dict().keys() == placed.state_dict().keys()
     layers = [m for m in placed.modules() if isinstance(m, SelfAttention | CrossAttention)]
     assert len(layers) >= 2
@@ -89,10 +90,20 @@ def test_new_caption_runs_get_positions_and_older_configs_load_without(monkeypat
     config = default_config("generate", data="captions")
     model_config = captioned.caption_data(GenerateTask(), config, "unet_tiny").model_config
     assert model_config.positions
-    assert all(m.positions for m in build_unet(model_config).modules() if hasattr(m, "positions"))
+    new = attention_positions(model_config)
+    assert new
+    assert all(new)
 
     saved = model_config.to_dict()
     del saved["positions"]  # a caption run recorded before positions existed
     older = GenerateConfig.from_dict(saved)
     assert not older.positions
-    assert not any(getattr(m, "positions", False) for m in build_unet(older).modules())
+    old = attention_positions(older)
+    assert old
+    assert not any(old)
+
+
+def attention_positions(config: GenerateConfig) -> list[bool]:
+    """``positions`` of each attention layer of the network ``config`` builds."""
+    layers = build_unet(config).modules()
+    return [m.positions for m in layers if isinstance(m, SelfAttention | CrossAttention)]

@@ -48,12 +48,12 @@ def _caption_section(ctx: TourContext) -> str:
         "(cross-attention: queries from the image and where each pixel is, keys and "
         "values from the words, as in Stable Diffusion), and dropping whole captions in "
         "training gives the unconditional model that guidance needs. Then antlers "
-        "sample RUN --prompt 'two "
-        "red squares' draws what a sentence says, and antlers eval RUN scores the "
-        "samples with a judge that finds the objects and checks count, colour and "
-        "position (GenEval's rules). It takes longer than this tour (a recorded run below): "
-        "docs/benchmarks.md (captions) records what 20 minutes on two cores reach, and "
-        "where it still fails (positions, and colour-shape pairs never seen in training)."
+        "sample RUN --prompt 'two red squares' draws what a sentence says, and antlers "
+        "eval RUN scores the samples with a judge that finds the objects and checks "
+        "count, colour and position (GenEval's rules). It takes longer than this tour (a "
+        "recorded run below): docs/benchmarks.md (captions) records what 20 minutes on "
+        "two cores reach, and where it still fails (positions, and colour-shape pairs "
+        "never seen in training)."
     )
     return "\n".join([answer, samples])
 

@@ -215,8 +215,9 @@ class DiffusionUNet(nn.Module):
                 self.downsample.append(nn.Conv2d(width, width, 3, stride=2, padding=1))
                 skips.append(width)
         self.mid1 = ResBlock(width, width, emb, config.dropout)
-        attention = SelfAttention(width, positions=config.positions)
-        self.mid_attn = attention if config.attention else nn.Identity()
+        self.mid_attn = (
+            SelfAttention(width, positions=config.positions) if config.attention else nn.Identity()
+        )
         self._add_cross("mid", len(widths), width)
         self.mid2 = ResBlock(width, width, emb, config.dropout)
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
