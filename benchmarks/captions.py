@@ -12,16 +12,17 @@ the same prompts: the renderer's own images (the judge's ceiling, 1.0 when it re
 render right) and guidance 0, the unconditional model of the same run (what ignoring the caption
 scores). Targets (the issue's): in-distribution overall >= 0.80 with position and attribute
 binding (color_attr) >= 0.70 each; held out >= 0.50.
+
+OpenMP's wait policy is left as ``antlers train`` leaves it (spinning threads: faster on idle
+cores, docs/experiments/openmp-threads.md); run it on an idle machine, or with
+OMP_WAIT_POLICY=PASSIVE on a shared one. The line above the table records which.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as benchmarks/generate.py
-
 import argparse
 import datetime
+import os
 import sys
 import tempfile
 import time
@@ -51,11 +52,13 @@ def main() -> None:
     parser.add_argument("--per-type", type=int, default=32, help="prompts of each type")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--out", help="keep the run folder under OUT (default: a temporary one)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load = [os.getloadavg()[0]]
     start = datetime.datetime.now(datetime.UTC)
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as scratch:
+        out = args.out or scratch
         began = time.perf_counter()
         run = train("generate", data="captions", model=args.model, time=args.minutes * 60,
                     out=out, name="captions")  # fmt: skip
@@ -65,6 +68,7 @@ def main() -> None:
         result = judge_run(run.task, run.model, run.model_config, per_type=args.per_type)
         judged = time.perf_counter() - began
         steps = int(run.metrics[-1]["step"]) if run.metrics and "step" in run.metrics[-1] else None
+        precision = "bf16" if run.config and run.config.cpu_amp else "float32"
     load.append(os.getloadavg()[0])
     params = sum(p.numel() for p in run.model.parameters()) / 1e6
     prompts = {False: eval_prompts(False, args.per_type), True: eval_prompts(True, args.per_type)}
@@ -76,7 +80,8 @@ def main() -> None:
     lines = [
         "## captions",
         "",
-        f"{start:%Y-%m-%d %H:%M} UTC, {cpu_model()}, {args.threads} threads, float32, "
+        f"{start:%Y-%m-%d %H:%M} UTC, {cpu_model()}, {args.threads} threads "
+        f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}), {precision}, "
         f"torch {torch.__version__}; 1-min load average {load[0]:.1f} at start, {load[1]:.1f} "
         f"after training, {load[2]:.1f} at the end.",
         f"{args.model} + text encoder ({params:.2f} M parameters) trained {trained / 60:.1f} min "

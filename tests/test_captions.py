@@ -14,6 +14,7 @@ import torch
 from antlers.cli import main
 from antlers.data.captions import (
     HELD_OUT,
+    MIX,
     VOCABULARY,
     Caption,
     Thing,
@@ -21,6 +22,7 @@ from antlers.data.captions import (
     load_captions,
     parse_caption,
     render_captions,
+    sample_captions,
 )
 from antlers.engine.checkpoint import save_weights
 from antlers.run import Run
@@ -95,6 +97,18 @@ def test_splits_are_seeded_and_training_never_shows_a_held_out_pair():
     held = load_captions("held_out", 100, seed=3)
     assert all(any((t.colour, t.shape) in HELD_OUT for t in parse_caption(c).things)
                for c in held.captions)  # fmt: skip
+
+
+def test_prompt_types_are_drawn_with_the_odds_of_the_mix():
+    n = 30000
+    for held_out in (False, True):
+        kinds = [c.kind for c in sample_captions(np.random.default_rng(0), n, held_out)]
+        drawn = {k: w for k, w in MIX.items() if k in kinds}
+        total = sum(drawn.values())
+        for kind, weight in drawn.items():  # a share's standard error here is at most 0.003
+            assert abs(kinds.count(kind) / n - weight / total) < 0.015, (held_out, kind)
+        assert set(drawn) == ({"colors", "counting", "position", "color_attr"} if held_out
+                              else set(MIX))  # fmt: skip
 
 
 def test_judge_scores_real_renders_of_every_caption_as_right():

@@ -32,6 +32,7 @@ __all__ = [
     "BACKGROUND",
     "COLOURS",
     "HELD_OUT",
+    "MIX",
     "PROMPT_TYPES",
     "RELATIONS",
     "SHAPES",
@@ -61,6 +62,10 @@ COUNT_WORDS = ("one", "two")
 VOCABULARY = ("a", "and", *COUNT_WORDS, *COLOURS, *SHAPES, *(s + "s" for s in SHAPES),
               "left", "right", "of", "above", "below")  # fmt: skip
 SPLITS = {"train": 0, "val": 1, "test": 2, "held_out": 3}  # split -> random stream
+# Each prompt type's share of a split's captions (relative weights): relations and attribute
+# binding, the hardest to learn, are drawn more often (docs/experiments/caption-recipe.md).
+MIX = {"single_object": 1, "two_object": 1, "counting": 1, "colors": 1, "position": 3,
+       "color_attr": 2}  # fmt: skip
 DEFAULT_COUNTS = {"train": 20000, "val": 1000, "test": 1000, "held_out": 1000}
 RADIUS = (0.14, 0.2)  # half the box side, as a fraction of the image size
 GAP = 2.0  # pixels between two objects' boxes, at least
@@ -154,9 +159,9 @@ def all_captions() -> list[Caption]:
 
 
 def sample_captions(rng: np.random.Generator, n: int, held_out: bool = False) -> list[Caption]:
-    """``n`` captions: a prompt type uniformly, then uniformly among its captions. In-distribution
-    (``held_out`` False): no held-out colour-shape pair; held out: the coloured types only, each
-    caption naming at least one held-out pair."""
+    """``n`` captions: a prompt type with the odds of ``MIX``, then uniformly among its captions.
+    In-distribution (``held_out`` False): no held-out colour-shape pair; held out: the coloured
+    types only, each caption naming at least one held-out pair."""
     names = {str(c): c for c in all_captions()}.values()
     by_kind: dict[str, list[Caption]] = {}
     for caption in names:
@@ -164,7 +169,8 @@ def sample_captions(rng: np.random.Generator, n: int, held_out: bool = False) ->
         if (hits > 0) == held_out:
             by_kind.setdefault(caption.kind, []).append(caption)
     kinds = [k for k in PROMPT_TYPES if k in by_kind]
-    chosen = rng.integers(0, len(kinds), n)
+    odds = np.array([MIX[k] for k in kinds], dtype=float)
+    chosen = rng.choice(len(kinds), n, p=odds / odds.sum())
     return [by_kind[kinds[k]][rng.integers(0, len(by_kind[kinds[k]]))] for k in chosen]
 
 
