@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from antlers.cli import main
+from antlers.run import Run
 from antlers.tour import CHAPTERS, run_tour
 
 
@@ -153,13 +154,8 @@ def test_detection_chapter_draws_every_stage(quick_tour: tuple[Path, str]) -> No
     assert "Object detection: propose, classify, suppress: AP50" in log
 
 
-def test_without_fashion_mnist_chapters_four_and_five_use_shapes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Fashion-MNIST absent (no Debian folder, no $ANTLERS_DATA, an empty cache, no network):
-    chapter 4 trains on the built-in shapes and says so, and chapter 5 looks into that run.
-    Training is cut to 2 s: the chapters' choice of data is under test, not what they learn."""
-    import antlers.run
+def _without_fashion_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Debian folder, no $ANTLERS_DATA, an empty cache, no network."""
     from antlers.data import DatasetNotFoundError, fetch, load_dataset, mnist
 
     def offline(*args: object, **kwargs: object) -> None:
@@ -172,6 +168,12 @@ def test_without_fashion_mnist_chapters_four_and_five_use_shapes(
     monkeypatch.setattr(fetch, "urlopen", offline)
     with pytest.raises(DatasetNotFoundError):  # the premise: it is absent now
         load_dataset("fashion-mnist", "test", download=False)
+
+
+def _short_training(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every run the tour trains lasts 2 s; returns the list its data names are appended to."""
+    import antlers.run
+
     trained: list[str] = []
     train = antlers.run.train
 
@@ -180,6 +182,38 @@ def test_without_fashion_mnist_chapters_four_and_five_use_shapes(
         return train(task, **{**options, "time": 2.0})
 
     monkeypatch.setattr(antlers.run, "train", short_train)
+    return trained
+
+
+def test_full_diffusion_chapter_draws_fashion_mnist_when_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full tour's chapter 8 trains on 28x28 Fashion-MNIST (installed by `make
+    system-deps`), the quick tour on the 8x8 digits. Training is cut to 2 s: the choice of data
+    and what the page says of it are under test, not what the model learns."""
+    trained = _short_training(monkeypatch)
+    lines: list[str] = []
+    run_tour(tmp_path / "tour", quick=False, chapters=[8], log=lines.append)
+    log, page = "\n".join(lines), (tmp_path / "tour" / "index.html").read_text()
+    assert trained == ["fashion-mnist"]
+    assert re.search(r"\] Diffusion: Fashion-MNIST 28x28, \d+ steps in 45 s", log)
+    assert "One row per class (T-shirt/top, Trouser, Pullover, Dress" in page
+    run = Run.load(tmp_path / "tour" / "generate" / "ch8_run")
+    assert tuple(run.model_config.image_size) == (28, 28)
+    assert (run.model_config.model, run.config.batch_size) == ("unet_small", 64)
+
+
+def test_without_fashion_mnist_chapters_four_and_five_use_shapes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fashion-MNIST absent (no Debian folder, no $ANTLERS_DATA, an empty cache, no network):
+    chapter 4 trains on the built-in shapes and says so, and chapter 5 looks into that run.
+    Training is cut to 2 s: the chapters' choice of data is under test, not what they learn."""
+    from antlers.tour.generate import _dataset
+
+    _without_fashion_mnist(tmp_path, monkeypatch)
+    assert _dataset(quick=False) == "digits"  # chapter 8's choice
+    trained = _short_training(monkeypatch)
     lines: list[str] = []
     run_tour(tmp_path / "tour", quick=True, chapters=[4, 5], log=lines.append)
     log, page = "\n".join(lines), (tmp_path / "tour" / "index.html").read_text()
