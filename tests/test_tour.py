@@ -203,17 +203,18 @@ def test_full_diffusion_chapter_draws_fashion_mnist_when_installed(
     assert (run.model_config.model, run.config.batch_size) == ("unet_small", 64)
 
 
-def test_without_fashion_mnist_chapters_four_and_five_use_shapes(
+def test_without_fashion_mnist_chapters_four_and_five_use_shapes_and_eight_digits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fashion-MNIST absent (no Debian folder, no $ANTLERS_DATA, an empty cache, no network):
-    chapter 4 trains on the built-in shapes and says so, and chapter 5 looks into that run.
-    Training is cut to 2 s: the chapters' choice of data is under test, not what they learn."""
-    from antlers.tour.generate import _dataset
-
+    chapter 4 trains on the built-in shapes and says so, chapter 5 looks into that run, and the
+    full chapter 8 trains on the digits. Training is cut to 2 s: the chapters' choice of data is
+    under test, not what they learn."""
     _without_fashion_mnist(tmp_path, monkeypatch)
-    assert _dataset(quick=False) == "digits"  # chapter 8's choice
     trained = _short_training(monkeypatch)
+    run_tour(tmp_path / "tour8", quick=False, chapters=[8], log=lambda line: None)
+    assert trained == ["digits"]
+    trained.clear()
     lines: list[str] = []
     run_tour(tmp_path / "tour", quick=True, chapters=[4, 5], log=lines.append)
     log, page = "\n".join(lines), (tmp_path / "tour" / "index.html").read_text()

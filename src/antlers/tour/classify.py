@@ -11,26 +11,22 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from antlers.tour.page import Chapter, TourContext, figure, paragraph, table
+from antlers.tour.page import (
+    Chapter,
+    TourContext,
+    fashion_mnist_here,
+    figure,
+    paragraph,
+    table,
+)
 
 __all__ = ["classify_chapter"]
-
-
-def _dataset() -> str:
-    """fashion-mnist if its files are already here, else shapes (offline either way)."""
-    from antlers.data import DatasetNotFoundError, load_dataset
-
-    try:
-        load_dataset("fashion-mnist", "test", download=False)
-    except DatasetNotFoundError:
-        return "shapes"
-    return "fashion-mnist"
 
 
 def classify_chapter(ctx: TourContext) -> Chapter:
     from antlers.run import train
 
-    data = _dataset()
+    data = "fashion-mnist" if fashion_mnist_here() else "shapes"
     seconds = 8 if ctx.quick else 150
     ctx.log(f"      training fast_resnet on {data} for {seconds} s")
     folder = ctx.out / "classify" / "ch4_run"

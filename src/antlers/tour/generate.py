@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from antlers.io.files import atomic_write
-from antlers.tour.page import Chapter, TourContext, figure, paragraph
+from antlers.tour.page import Chapter, TourContext, fashion_mnist_here, figure, paragraph
 
 __all__ = ["generate_chapter"]
 
@@ -105,26 +105,12 @@ CHAPTER_DATA = {
 }
 
 
-def _dataset(quick: bool) -> str:
-    """Fashion-MNIST if its files are here (never downloaded) and the tour is full, else the
-    digits."""
-    from antlers.data import DatasetNotFoundError, load_dataset
-
-    if not quick:
-        try:
-            load_dataset("fashion-mnist", "test", download=False)
-            return "fashion-mnist"
-        except DatasetNotFoundError:
-            pass
-    return "digits"
-
-
 def generate_chapter(ctx: TourContext) -> Chapter:
     from antlers.run import train
 
     name = _noising_figure(ctx)
     seconds = 5 if ctx.quick else 45
-    data = _dataset(ctx.quick)
+    data = "fashion-mnist" if not ctx.quick and fashion_mnist_here() else "digits"
     title, model, options = CHAPTER_DATA[data]
     ctx.log(f"      training a class-conditioned U-Net on {title} for {seconds} s")
     folder = ctx.out / "generate" / "ch8_run"

@@ -11,7 +11,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Chapter", "TourContext", "figure", "page", "paragraph", "pre", "table"]
+__all__ = [
+    "Chapter",
+    "TourContext",
+    "fashion_mnist_here",
+    "figure",
+    "page",
+    "paragraph",
+    "pre",
+    "table",
+]
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,18 @@ class Chapter:
     title: str
     body: str
     summary: str
+
+
+def fashion_mnist_here() -> bool:
+    """Whether Fashion-MNIST's files are on this machine (Debian's dataset-fashion-mnist,
+    $ANTLERS_DATA or ~/.cache/antlers): the tour never downloads it."""
+    from antlers.data import DatasetNotFoundError, load_dataset
+
+    try:
+        load_dataset("fashion-mnist", "test", download=False)
+    except DatasetNotFoundError:
+        return False
+    return True
 
 
 def paragraph(text: str) -> str:
