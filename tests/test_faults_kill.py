@@ -39,6 +39,7 @@ from faults import (
     disk_full,
     found_after_fault,
     kill_and_resume,
+    kill_at,
     quiet,
     record_reference,
 )
@@ -73,6 +74,25 @@ def test_sigkill_at_random_moments_then_resume(reference: Reference, tmp_path: P
         assert outcome.problems == [], (event, events[event])
         leftovers += outcome.leftovers
     assert leftovers  # some kills left a temporary file, and the resume removed it
+
+
+def test_weights_killed_just_after_they_are_written_find_their_kernel_snapshot(
+    reference: Reference, tmp_path: Path
+) -> None:
+    """Killed right after a weights file's rename, the run folder already holds the kernels of
+    that epoch (what the explain report and tour show beside those weights)."""
+    events = reference.events
+    renamed = [i for i, e in enumerate(events) if e[0] == "replaced" and "weights/" in e[1]]
+    assert len(renamed) >= 2
+    for n, event in enumerate(renamed[:2]):  # last.safetensors and best.safetensors of epoch 1
+        config = TrainConfig(**TINY, out=str(tmp_path), name=f"renamed{n}")
+        assert kill_at(event, config) == -signal.SIGKILL
+        run_dir = tmp_path / "classify" / f"renamed{n}"
+        run = Run.load(run_dir)
+        kernels = load_kernels(run_dir)
+        assert run.epoch in kernels, (events[event], sorted(kernels))
+        _, conv = first_conv(run.model)  # type: ignore[misc]
+        assert torch.equal(conv.weight, kernels[run.epoch])
 
 
 @pytest.mark.parametrize(

@@ -238,10 +238,11 @@ class Trainer:
                 "epoch": loop.epoch,
                 "config": self.config.to_json(),
             }
+            # the kernels first: weights of an epoch always find its kernel snapshot, if killed
+            save_kernels(self.eval_model, run_dir, loop.epoch)
             save_weights(self.eval_model, run_dir / "weights" / "last.safetensors", meta)
             if best:
                 save_weights(self.eval_model, run_dir / "weights" / "best.safetensors", meta)
-            save_kernels(self.eval_model, run_dir, loop.epoch)
             write_grad_norms(loop.grad_norms, run_dir)
             write_metrics_csv(loop.history, run_dir / "metrics.csv")
             write_curves(loop.history, run_dir / "curves.png")
