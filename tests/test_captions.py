@@ -19,6 +19,7 @@ from antlers.data.captions import (
     Caption,
     Thing,
     all_captions,
+    canonical,
     load_captions,
     parse_caption,
     render_captions,
@@ -141,6 +142,57 @@ def test_judge_scores_renders_of_wrong_captions_as_wrong():
               for w in wrong_captions(c)]  # fmt: skip
     assert len(judged) > 900
     assert not any(judged)
+
+
+def test_canonical_relations_say_the_same_scene_by_the_judges_rule():
+    captions = all_captions()
+    images = render_captions(captions, 32, seed=4, held_out=True).numpy()
+    rewritten = [parse_caption(canonical(str(c))) for c in captions]
+    assert {c.relation for c in rewritten} == {None, "left of", "above"}
+    assert sum(c != r for c, r in zip(captions, rewritten, strict=True)) == sum(
+        c.relation in ("right of", "below") for c in captions
+    )
+    # the judge, independent of the rewrite, reads each render as its rewritten caption too
+    right = [judge(image, r) for image, r in zip(images, rewritten, strict=True)]
+    assert np.mean(right) >= 0.99
+    assert canonical("a red circle below a blue square") == "a blue square above a red circle"
+    assert canonical("Two red circles") == "Two red circles"  # not a relation: unchanged
+    assert canonical("red red below") == "red red below"  # outside the grammar: unchanged
+
+
+def test_a_canonical_tokenizer_encodes_mirrored_relations_alike():
+    plain = Tokenizer(VOCABULARY, MAX_WORDS)
+    tokens = Tokenizer(VOCABULARY, MAX_WORDS, canonical=True)
+    right, left = "a red circle right of a blue square", "a blue square left of a red circle"
+    assert tokens.encode(right) == tokens.encode(left) == plain.encode(left)
+    assert plain.encode(right) != plain.encode(left)  # a run saved before: encoded as written
+    assert tokens.encode("a yellow triangle") == plain.encode("a yellow triangle")
+
+
+def test_new_caption_runs_train_and_sample_canonically_and_older_runs_as_written(monkeypatch):
+    from antlers.data import captions as captions_data
+    from antlers.tasks import default_config
+    from antlers.tasks.generate import captioned
+
+    small = lambda split, **kw: captions_data.load_captions(split, n=64, **kw)  # noqa: E731
+    monkeypatch.setattr(captioned, "load_captions", small)
+    config = default_config("generate", data="captions")
+    data = captioned.caption_data(GenerateTask(), config, "unet_tiny")
+    assert data.model_config.canonical
+    texts = small("train", image_size=32, seed=config.seed).captions
+    assert any(parse_caption(c).relation in ("right of", "below") for c in texts)
+    as_read = [canonical(c) for c in texts]
+    assert torch.equal(data.train.labels, Tokenizer(VOCABULARY, MAX_WORDS).batch(as_read))
+    right, left = "a red circle right of a blue square", "a blue square left of a red circle"
+    new = captioned.prompt_tokens(data.model_config, 2, [right, left])
+    assert torch.equal(new[0], new[1])
+
+    saved = data.model_config.to_dict()
+    del saved["canonical"]  # a caption run recorded before the rewrite existed
+    older = GenerateConfig.from_dict(saved)
+    assert not older.canonical
+    old = captioned.prompt_tokens(older, 2, [right, left])
+    assert not torch.equal(old[0], old[1])
 
 
 def test_relative_position_follows_genevals_rule_in_image_coordinates():

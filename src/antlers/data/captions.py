@@ -41,6 +41,7 @@ __all__ = [
     "CaptionSet",
     "Thing",
     "all_captions",
+    "canonical",
     "load_captions",
     "parse_caption",
     "render_captions",
@@ -139,6 +140,24 @@ def parse_caption(text: str) -> Caption:
     if relation in RELATIONS and coloured[0] and first != second:
         return Caption("position", (first, second), relation)
     raise bad
+
+
+MIRRORED = {"right of": "left of", "below": "above"}  # "A right of B" says "B left of A"
+
+
+def canonical(text: str) -> str:
+    """``text`` with its relation read from the side of the first-named thing: "A right of B"
+    -> "B left of A", "A below B" -> "B above A" (the same scene by GenEval's box-centre rule);
+    any other text, in or outside the grammar, unchanged. A caption model that encodes this
+    form learns one direction per axis: the first-named thing is left of or above the other."""
+    try:
+        caption = parse_caption(text)
+    except ValueError:
+        return text
+    if caption.relation not in MIRRORED:
+        return text
+    a, b = caption.things
+    return str(Caption("position", (b, a), MIRRORED[caption.relation]))
 
 
 def all_captions() -> list[Caption]:

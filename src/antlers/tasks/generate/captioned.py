@@ -48,7 +48,7 @@ def is_caption_run(config: Any) -> bool:
 
 def tokenizer(config: GenerateConfig) -> Tokenizer:
     """The word-level tokenizer of a caption run."""
-    return Tokenizer(tuple(config.vocabulary), config.max_words)
+    return Tokenizer(tuple(config.vocabulary), config.max_words, config.canonical)
 
 
 def prompt_tokens(config: GenerateConfig, n: int, prompt: str | list[str]) -> Tensor:
@@ -83,7 +83,7 @@ def caption_data(
     train, val, test = (
         load_captions(s, image_size=size, seed=seed) for s in ("train", "val", "test")
     )
-    words = Tokenizer(VOCABULARY, MAX_WORDS)
+    words = Tokenizer(VOCABULARY, MAX_WORDS, canonical=True)
     fields = model_fields(task.name, model, CAPTIONS, train.images, (), False)
     model_config = GenerateConfig(
         **fields,
@@ -93,6 +93,7 @@ def caption_data(
         vocabulary=VOCABULARY,
         max_words=MAX_WORDS,
         positions=True,
+        canonical=words.canonical,
     )
     options = loader_options(config, rank, world_size, len(train))
     options["flip"] = False  # a mirror swaps "left of" and "right of"

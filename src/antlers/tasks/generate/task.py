@@ -67,7 +67,8 @@ class GenerateConfig(ModelConfig):
     Caption runs: ``vocabulary`` (the tokenizer's words; empty for class runs) and
     ``max_words`` (the longest caption, the text encoder's positions); ``positions``: pixel
     positions in the U-Net's attention (caption runs since they were added; a run saved before
-    loads without them, as it was trained)."""
+    loads without them, as it was trained); ``canonical``: the tokenizer rewrites relations
+    from the first-named thing's side (``text.Tokenizer``; likewise, off for older runs)."""
 
     noise_schedule: str = "cosine"
     timesteps: int = 1000
@@ -75,6 +76,7 @@ class GenerateConfig(ModelConfig):
     vocabulary: tuple[str, ...] = ()
     max_words: int = 0
     positions: bool = False
+    canonical: bool = False
 
 
 def parse_unet_name(name: str) -> tuple[str, str]:

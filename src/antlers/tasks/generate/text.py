@@ -2,7 +2,9 @@
 
 * :class:`Tokenizer`: one id per word of a fixed vocabulary (``GenerateConfig.vocabulary``),
   0 for padding; an unknown word is a ValueError listing the known words. The empty prompt
-  is zero words: the unconditional model.
+  is zero words: the unconditional model. With ``canonical``, a relation is first rewritten
+  from the first-named thing's side ("A right of B" -> "B left of A",
+  ``data.captions.canonical``), so word order alone says which object goes where.
 * :class:`TextEncoder`: learned token and position embeddings and a few pre-norm Transformer
   layers (``torch.nn.TransformerEncoder``), trained jointly with the U-Net (no pretrained text
   model, unlike Stable Diffusion's CLIP or Imagen's T5). A start token is put before every
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from antlers.data.captions import canonical
 from antlers.tasks.generate.unet import Context
 
 __all__ = ["TEXT_DIM", "TextEncoder", "Tokenizer"]
@@ -31,15 +34,17 @@ TEXT_DIM, TEXT_LAYERS, TEXT_HEADS = 64, 2, 4
 @dataclass(frozen=True)
 class Tokenizer:
     """Words <-> ids: ``vocabulary[i]`` has id i + 1; 0 is padding. ``max_words``: the longest
-    caption the model's position table holds."""
+    caption the model's position table holds; ``canonical``: relations rewritten first."""
 
     vocabulary: tuple[str, ...]
     max_words: int
+    canonical: bool = False
 
     def encode(self, text: str) -> list[int]:
-        """The ids of ``text``'s words (lower-cased, split on spaces); unknown word: ValueError."""
+        """The ids of ``text``'s words (lower-cased, split on spaces, relations rewritten when
+        ``canonical``); unknown word: ValueError."""
         ids = {word: i + 1 for i, word in enumerate(self.vocabulary)}
-        words = text.lower().split()
+        words = (canonical(text) if self.canonical else text).lower().split()
         for word in words:
             if word not in ids:
                 known = ", ".join(self.vocabulary)
