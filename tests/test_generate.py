@@ -10,7 +10,7 @@ import torch
 
 from antlers.tasks.generate.quality import frechet_distance
 from antlers.tasks.generate.sampling import guided_eps, sample, sampling_timesteps
-from antlers.tasks.generate.schedule import NoiseSchedule, q_sample
+from antlers.tasks.generate.schedule import NoiseSchedule, min_snr_weights, q_sample
 from antlers.tasks.generate.unet import DiffusionUNet, UNetConfig
 
 
@@ -232,3 +232,39 @@ def test_every_entry_point_uses_the_same_default_eta() -> None:
     assert inspect.signature(Run.sample).parameters["eta"].default == DEFAULT_ETA
     args = build_parser().parse_args(["sample", "some_run"])
     assert args.eta == DEFAULT_ETA
+
+
+class _Halve(torch.nn.Module):
+    """A stand-in denoiser: eps_theta(x_t, t, y) = x_t / 2."""
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: object) -> torch.Tensor:
+        return x / 2
+
+
+def test_min_snr_weights_each_image_by_its_clamped_signal_to_noise_ratio():
+    from antlers.tasks import default_config
+    from antlers.tasks.generate.task import GenerateTask
+
+    schedule = NoiseSchedule.make("cosine", 1000)
+    t = torch.tensor([0, 5, 40, 300, 700, 999])
+    expected = []
+    for step in t.tolist():  # alpha-bar as the product of (1 - beta), one step at a time
+        abar = float(np.prod([1 - b for b in schedule.betas[: step + 1].tolist()]))
+        snr = abar / (1 - abar)
+        expected.append(min(snr, 5.0) / snr)
+    weights = min_snr_weights(schedule, t, 5.0)
+    np.testing.assert_allclose(weights.numpy(), expected, rtol=1e-5)
+    assert weights[0] < 0.01  # the clean end damped
+    assert weights[-1] == 1.0  # the noisy end kept
+
+    torch.manual_seed(0)
+    images, noise = torch.rand(6, 1, 8, 8), torch.randn(6, 1, 8, 8)
+    weighted = GenerateTask(min_snr=5.0).noise_loss(_Halve(), images, None, t, noise)
+    x_t = q_sample(schedule, images * 2 - 1, t, noise)
+    per_image = ((x_t / 2 - noise) ** 2).flatten(1).mean(1)
+    torch.testing.assert_close(weighted, (weights * per_image).mean())
+    plain = GenerateTask().noise_loss(_Halve(), images, None, t, noise)
+    torch.testing.assert_close(plain, per_image.mean())
+    caption_task = GenerateTask().configure(default_config("generate", data="captions"))
+    assert caption_task.min_snr == 5.0
+    assert GenerateTask().configure(default_config("generate")).min_snr is None

@@ -96,3 +96,13 @@ def q_sample(schedule: NoiseSchedule, x0: Tensor, t: Tensor, noise: Tensor) -> T
     as ``noise``. x0, noise: (B, C, H, W) in the model's [-1, 1] scale; t: int64 (B,).
     """
     return _per_sample(schedule.signal, t, x0) * x0 + _per_sample(schedule.noise, t, x0) * noise
+
+
+def min_snr_weights(schedule: NoiseSchedule, t: Tensor, gamma: float) -> Tensor:
+    """Min-SNR-gamma loss weights for epsilon prediction (Hang et al. 2023, eq. 10 with the
+    epsilon loss): w_t = min(SNR_t, gamma) / SNR_t, SNR_t = alpha-bar_t / (1 - alpha-bar_t).
+    The nearly clean steps (high SNR), easy and many, weigh less; the noisy ones keep weight 1.
+    t: int64 (B,); returns float32 (B,) on t's device."""
+    abar = schedule.alphas_cumprod.to(t.device)[t]
+    snr = abar / (1 - abar)
+    return (snr.clamp(max=gamma) / snr).float()

@@ -46,7 +46,12 @@ from antlers.tasks.generate.captioned import (
     prompt_tokens,
 )
 from antlers.tasks.generate.sampling import Sample, sample
-from antlers.tasks.generate.schedule import NOISE_SCHEDULES, NoiseSchedule, q_sample
+from antlers.tasks.generate.schedule import (
+    NOISE_SCHEDULES,
+    NoiseSchedule,
+    min_snr_weights,
+    q_sample,
+)
 from antlers.tasks.generate.unet import UNET_SIZES, DiffusionUNet, UNetConfig
 from antlers.tasks.splits import (
     image_eval_loader,
@@ -58,6 +63,9 @@ __all__ = ["GenerateConfig", "GenerateTask", "build_unet", "parse_unet_name"]
 
 NO_FLIP = {"mnist", "digits"}  # mirroring changes a digit
 VAL_IMAGES = 1000  # the validation (and the final test) loss uses at most this many images
+MIN_SNR = (
+    5.0  # caption runs' loss weighting: Hang et al.'s gamma (docs/experiments/caption-recipe.md)
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,7 +121,8 @@ def build_unet(config: GenerateConfig) -> nn.Module:
 class GenerateTask:
     """``noise_schedule`` and ``timesteps``: the forward process trained on (the schedule comes
     from the model name, ``--model unet_small:linear``); ``p_uncond``: label dropout for
-    classifier-free guidance (Ho & Salimans 2022)."""
+    classifier-free guidance (Ho & Salimans 2022); ``min_snr``: the loss's Min-SNR-gamma
+    weighting (``schedule.min_snr_weights``; caption runs, ``MIN_SNR``), None for L_simple."""
 
     name: ClassVar[str] = "generate"
     primary_metric: ClassVar[str] = "loss"
@@ -122,6 +131,7 @@ class GenerateTask:
     noise_schedule: str = "cosine"
     timesteps: int = 1000
     p_uncond: float = 0.1
+    min_snr: float | None = None
     config_defaults: ClassVar[Mapping[str, Any]] = MappingProxyType(
         {
             "data": "fashion-mnist",
@@ -142,7 +152,8 @@ class GenerateTask:
 
     def configure(self, config: TrainConfig) -> GenerateTask:
         _, schedule = parse_unet_name(config.model or self.default_model)
-        return dataclasses.replace(self, noise_schedule=schedule)
+        min_snr = MIN_SNR if config.data == CAPTIONS else None
+        return dataclasses.replace(self, noise_schedule=schedule, min_snr=min_snr)
 
     @functools.cached_property
     def schedule(self) -> NoiseSchedule:
@@ -186,9 +197,13 @@ class GenerateTask:
     def noise_loss(
         self, model: nn.Module, images: Tensor, labels: Tensor | None, t: Tensor, noise: Tensor
     ) -> Tensor:
-        """DDPM's L_simple (eq. 14): mean over pixels of (eps - eps_theta(x_t, t, y))^2."""
+        """DDPM's L_simple (eq. 14): mean over pixels of (eps - eps_theta(x_t, t, y))^2, each
+        image's term weighted by ``min_snr_weights`` when ``min_snr`` is set."""
         x_t = q_sample(self.schedule, images * 2 - 1, t, noise)
-        return F.mse_loss(model(x_t, t, labels).float(), noise)
+        if self.min_snr is None:
+            return F.mse_loss(model(x_t, t, labels).float(), noise)
+        error = F.mse_loss(model(x_t, t, labels).float(), noise, reduction="none")
+        return (min_snr_weights(self.schedule, t, self.min_snr) * error.flatten(1).mean(1)).mean()
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Noise at a uniform random t (DDPM algorithm 1); ``p_uncond`` of labels (captions:
