@@ -54,8 +54,8 @@ def _caption_section(ctx: TourContext) -> str:
         "eval RUN scores the samples with a judge that finds the objects and checks "
         "count, colour and position (GenEval's rules). It takes longer than this tour (a "
         "recorded run below): docs/benchmarks.md (captions) records what 20 minutes on "
-        "two cores reach, and where it still fails (positions, and colour-shape pairs "
-        "never seen in training)."
+        "two cores reach, and where it still fails (colour-shape pairs never seen in "
+        "training)."
     )
     return "\n".join([answer, samples])
 
