@@ -83,7 +83,6 @@ def caption_data(
     train, val, test = (
         load_captions(s, image_size=size, seed=seed) for s in ("train", "val", "test")
     )
-    words = Tokenizer(VOCABULARY, MAX_WORDS, canonical=True)
     fields = model_fields(task.name, model, CAPTIONS, train.images, (), False)
     model_config = GenerateConfig(
         **fields,
@@ -93,8 +92,9 @@ def caption_data(
         vocabulary=VOCABULARY,
         max_words=MAX_WORDS,
         positions=True,
-        canonical=words.canonical,
+        canonical=True,
     )
+    words = tokenizer(model_config)  # the one sampling uses too
     options = loader_options(config, rank, world_size, len(train))
     options["flip"] = False  # a mirror swaps "left of" and "right of"
     held = loader_options(config, rank, world_size)

@@ -63,9 +63,8 @@ __all__ = ["GenerateConfig", "GenerateTask", "build_unet", "parse_unet_name"]
 
 NO_FLIP = {"mnist", "digits"}  # mirroring changes a digit
 VAL_IMAGES = 1000  # the validation (and the final test) loss uses at most this many images
-MIN_SNR = (
-    5.0  # caption runs' loss weighting: Hang et al.'s gamma (docs/experiments/caption-recipe.md)
-)
+# caption runs' loss weighting: Hang et al.'s gamma (docs/experiments/caption-recipe.md)
+MIN_SNR = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,10 +199,11 @@ class GenerateTask:
         """DDPM's L_simple (eq. 14): mean over pixels of (eps - eps_theta(x_t, t, y))^2, each
         image's term weighted by ``min_snr_weights`` when ``min_snr`` is set."""
         x_t = q_sample(self.schedule, images * 2 - 1, t, noise)
+        eps = model(x_t, t, labels).float()
         if self.min_snr is None:
-            return F.mse_loss(model(x_t, t, labels).float(), noise)
-        error = F.mse_loss(model(x_t, t, labels).float(), noise, reduction="none")
-        return (min_snr_weights(self.schedule, t, self.min_snr) * error.flatten(1).mean(1)).mean()
+            return F.mse_loss(eps, noise)
+        per_image = F.mse_loss(eps, noise, reduction="none").flatten(1).mean(1)
+        return (min_snr_weights(self.schedule, t, self.min_snr) * per_image).mean()
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Noise at a uniform random t (DDPM algorithm 1); ``p_uncond`` of labels (captions:
