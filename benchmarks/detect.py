@@ -261,7 +261,7 @@ def _scenes(split: str, n: list[int] | None) -> Any:
 
 def _small_copy(n_train: int, n_test: int) -> str:
     """A small scenes set written as COCO JSON (for a quick check of this script)."""
-    from antlers.data.coco import save_coco
+    from antlers.data.coco_write import save_coco
 
     folder = tempfile.mkdtemp(prefix="detect-bench-")
     return str(save_coco(load_object_scenes("train", n=n_train + n_test), f"{folder}/coco.json"))

@@ -153,7 +153,7 @@ def segment_run(home: Path) -> TrainedRun:
 def detect_run(home: Path) -> TrainedRun:
     """The two-stage detector, 1 epoch on a COCO copy of 20 built-in scenes (shapes only) at
     64x64, on one thread (faster than two on a loaded 2-core machine); ``data`` is the .json."""
-    from antlers.data.coco import save_coco
+    from antlers.data.coco_write import save_coco
     from antlers.data.object_scenes import load_object_scenes
 
     folder = home / "data" / "scenes_coco"

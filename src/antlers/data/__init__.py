@@ -10,8 +10,8 @@
   (``mask_folder.py``).
 * Detection: :class:`~antlers.data.boxset.DetectionSet` (images and per-image xyxy boxes and
   labels) from :func:`~antlers.data.detection.load_detection`: the built-in object ``scenes``
-  (``object_scenes.py``), COCO JSON (``coco.py``) and YOLO folders (``yolo.py``), read as
-  :class:`~antlers.data.annotations.Annotations` first.
+  (``object_scenes.py``), COCO JSON (``coco.py``; ``coco_write.py`` writes it) and YOLO
+  folders (``yolo.py``), read as :class:`~antlers.data.annotations.Annotations` first.
 
 Importing this package reads, downloads and generates nothing.
 

@@ -132,7 +132,7 @@ def convert(source: str | Path, out: str | Path, strict: bool = False) -> tuple[
     """Convert a COCO JSON file into a YOLO folder ``out``, or a YOLO folder into a COCO JSON
     file ``out`` (ending in .json); images are copied; bad entries skipped and counted (with
     ``strict``: refused). Returns the output and a summary line."""
-    from antlers.data.coco import write_coco
+    from antlers.data.coco_write import write_coco
     from antlers.data.yolo import write_yolo
 
     out = Path(out).expanduser()
