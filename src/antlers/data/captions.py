@@ -220,9 +220,10 @@ def _place(rng: np.random.Generator, caption: Caption, size: int) -> np.ndarray:
             along = along[::-1].copy()
         xy = (along, across) if caption.relation in ("left of", "right of") else (across, along)
         return np.stack([*xy, r], axis=1)
-    for _ in range(1000):
-        centres = rng.uniform(lo[:, None], hi[:, None], (k, 2))
-        if k == 1 or np.abs(centres[0] - centres[1]).max() >= r.sum() + GAP:
+    low, span, apart = lo[:, None], (hi - lo)[:, None], r.sum() + GAP
+    for _ in range(1000):  # rng.uniform(lo, hi, (k, 2)), drawn alike, without its array checks
+        centres = low + span * rng.random((k, 2))
+        if k == 1 or abs(centres[0] - centres[1]).max() >= apart:
             return np.column_stack([centres, r])
     raise RuntimeError("could not place two objects apart")  # unreachable at these sizes
 
