@@ -1,11 +1,14 @@
-"""fast_resnet's first layer: kernels from the patches' eigenvectors, checked against NumPy."""
+"""fast_resnet's first layer: kernels from the patches' eigenvectors, checked against NumPy;
+its bias and ReLU after the pool, checked against the conv-bias-ReLU-pool order."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from antlers.tasks.classify.models import fast_resnet
 from antlers.tasks.classify.whitening import PatchWhitening, patch_whitening_weights
 
 
@@ -43,15 +46,43 @@ def test_layer_is_frozen_and_pairs_each_kernel_with_its_negative() -> None:
     kernels = torch.randn(4, 2, 3, 3)
     layer = PatchWhitening(2, 4, kernels=kernels)
     assert layer.out_channels == 8
+    assert layer.bias is None
     assert not layer.weight.requires_grad
     torch.testing.assert_close(layer.weight[:4], kernels)
     torch.testing.assert_close(layer.weight[4:], -kernels)
-    x = torch.randn(1, 2, 5, 5)
-    y = layer(x)
-    torch.testing.assert_close(y[:, :4], -y[:, 4:])  # zero bias at the start
-    y.sum().backward()
-    assert layer.weight.grad is None
-    assert layer.bias.grad is not None
+    y = layer(torch.randn(1, 2, 5, 5))
+    torch.testing.assert_close(y[:, :4], -y[:, 4:])
+    assert not y.requires_grad  # nothing to backpropagate into at full resolution
+
+
+def test_stem_is_conv_bias_relu_then_pool() -> None:
+    """Oracle: the textbook order, conv with the bias -> ReLU -> 2x2 max pool, and autograd's
+    gradient of the bias through it; the stem pools first and adds the bias after."""
+    torch.manual_seed(0)
+    net = fast_resnet(1, 10, whitening=torch.randn(8, 1, 3, 3))
+    stem, bias = net[:3], net[2].bias
+    with torch.no_grad():
+        bias.normal_()
+    x, upstream = torch.randn(6, 1, 12, 10), torch.randn(6, 16, 6, 5)
+    (stem(x) * upstream).sum().backward()
+    b = bias.detach().clone().requires_grad_()
+    expected = F.max_pool2d(F.relu(F.conv2d(x, net[0].weight, b, padding=1)), 2)
+    (expected * upstream).sum().backward()
+    torch.testing.assert_close(stem(x), expected.detach())
+    torch.testing.assert_close(bias.grad, b.grad)
+
+
+def test_weights_saved_with_the_bias_on_the_whitening_layer_load() -> None:
+    torch.manual_seed(0)
+    net = fast_resnet(1, 10, whitening=torch.randn(8, 1, 3, 3))
+    with torch.no_grad():
+        net[2].bias.normal_()
+    old = {("0.bias" if k == "2.bias" else k): v for k, v in net.state_dict().items()}
+    wrapped = torch.nn.Sequential(torch.nn.Identity(), fast_resnet(1, 10))
+    wrapped.load_state_dict({"1." + k: v for k, v in old.items()})  # strict: no key left over
+    torch.testing.assert_close(wrapped[1][2].bias, net[2].bias)
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(wrapped.eval()(x), net.eval()(x))
 
 
 def test_keep_larger_than_the_patch_is_an_error() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +31,7 @@ from torch import Tensor, nn
 from antlers.nn.blocks import Normalize, Residual, Scale, conv_bn
 from antlers.nn.lecture import AlexNet, lecture_cnn
 from antlers.tasks.base import ModelConfig
-from antlers.tasks.classify.whitening import PatchWhitening
+from antlers.tasks.classify.whitening import BiasReLU, PatchWhitening
 
 __all__ = [
     "FAST_RESNET_WIDTH",
@@ -54,13 +55,14 @@ def fast_resnet(
 
     ``whitening``: the (width, C, 3, 3) kernels of the first layer (``patch_whitening_weights``
     of the training images); None leaves them to a state dict. The first layer's ``2 * width``
-    outputs are pooled at once: the stride-1 work at full resolution is that one fixed layer.
+    outputs are pooled at once, before its bias and ReLU (whitening.py: the same function, and
+    the stride-1 work at full resolution is that one fixed layer, with no backward pass).
     """
     w = width
-    return nn.Sequential(
+    net = nn.Sequential(
         PatchWhitening(in_channels, w, kernels=whitening),
-        nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
+        BiasReLU(2 * w),
         Residual(2 * w),
         conv_bn(2 * w, 4 * w),
         nn.MaxPool2d(2),
@@ -72,6 +74,15 @@ def fast_resnet(
         nn.Linear(8 * w, num_classes, bias=False),
         Scale(0.125),
     )
+    net.register_load_state_dict_pre_hook(_whitening_bias_moved)
+    return net
+
+
+def _whitening_bias_moved(_: nn.Module, state: dict[str, Tensor], prefix: str, *__: Any) -> None:
+    """Weights saved while the whitening layer held its own bias (before the pool) keep loading:
+    its ``0.bias`` is ``BiasReLU``'s ``2.bias`` now (the same function, whitening.py)."""
+    if prefix + "0.bias" in state:
+        state[prefix + "2.bias"] = state.pop(prefix + "0.bias")
 
 
 def alexnet_small(in_channels: int, num_classes: int, dropout: float = 0.5) -> nn.Sequential:

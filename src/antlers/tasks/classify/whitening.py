@@ -6,9 +6,15 @@ the images vary most along: at this scale, smooth ramps, edges and spots, much w
 first layer ends up detecting. Each eigenvector v_i divided by sqrt(lambda_i + eps) is a kernel
 whose outputs over the patches are uncorrelated with about unit variance (the patches are
 "whitened"); each kernel is paired with its negative so that the ReLU after it keeps both signs.
-The weights stay fixed and only the bias trains, so the full-resolution layer has no weight
-gradient to compute. Fast-training records use this first layer (Keller Jordan's hlb-CIFAR10 and
-airbench, 2023-24); whitening patches before feature learning goes back to Coates & Ng (2011).
+Fast-training records use this first layer (Keller Jordan's hlb-CIFAR10 and airbench, 2023-24);
+whitening patches before feature learning goes back to Coates & Ng (2011).
+
+The kernels stay fixed; only a per-channel bias trains, and ``BiasReLU`` adds it after the max
+pool that follows the layer: relu(pool(conv(x)) + b) equals pool(relu(conv(x) + b)) exactly,
+since adding a constant and the ReLU are both monotone and so commute with the max (floating-
+point rounding is monotone too). With no trainable weight before it, the full-resolution
+convolution and its pool then need no backward pass at all, and the ReLU runs on a quarter of
+the pixels.
 
 Shapes: images (N, C, H, W); kernels (keep, C, K, K); the layer maps C -> 2 * keep channels.
 """
@@ -21,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PatchWhitening", "patch_whitening_weights", "whitening_images"]
+__all__ = ["BiasReLU", "PatchWhitening", "patch_whitening_weights", "whitening_images"]
 
 MAX_PATCHES = 4_000_000  # enough for a stable 27 x 27 estimate; ~5000 28x28 images
 CHUNK = 32  # images unfolded at a time: their float64 patches stay in the CPU's caches
@@ -71,16 +77,27 @@ def patch_whitening_weights(
 
 
 class PatchWhitening(nn.Conv2d):
-    """A K x K convolution C -> 2 * keep with fixed kernels [W; -W] and a trainable bias (zero
-    at the start). Without ``kernels`` the weights keep PyTorch's default initialisation, to be
+    """A K x K convolution C -> 2 * keep with fixed kernels [W; -W] and no bias (``BiasReLU``
+    holds it). Without ``kernels`` the weights keep PyTorch's default initialisation, to be
     overwritten by a state dict (a model rebuilt from a run folder)."""
 
     def __init__(
         self, in_channels: int, keep: int, kernel_size: int = 3, kernels: Tensor | None = None
     ) -> None:
-        super().__init__(in_channels, 2 * keep, kernel_size, padding=kernel_size // 2)
+        super().__init__(in_channels, 2 * keep, kernel_size, padding=kernel_size // 2, bias=False)
         self.weight.requires_grad_(False)
-        nn.init.zeros_(self.bias)
         if kernels is not None:
             with torch.no_grad():
                 self.weight.copy_(torch.cat([kernels, -kernels]).view_as(self.weight))
+
+
+class BiasReLU(nn.Module):
+    """relu(x + b) with a trainable per-channel bias b (zero at the start): the whitening layer's
+    bias, added after its pool. x (B, C, H, W)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(x + self.bias.view(1, -1, 1, 1))
