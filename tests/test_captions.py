@@ -13,8 +13,10 @@ import torch
 
 from antlers.cli import main
 from antlers.data.captions import (
+    COLOURS,
     HELD_OUT,
     MIX,
+    UNNAMED,
     VOCABULARY,
     Caption,
     Thing,
@@ -93,8 +95,9 @@ def test_splits_are_seeded_and_training_never_shows_a_held_out_pair():
 
     seen = {(o.colour, o.shape) for image in train.images.numpy() for o in find_objects(image)}
     assert seen.isdisjoint(HELD_OUT)
-    assert len(seen) == 12 - len(HELD_OUT)
-    assert len(np.unique(pixels, axis=0)) == 5  # background + 4 colours, exactly
+    assert len({(c, s) for c, s in seen if c in COLOURS}) == 12 - len(HELD_OUT)
+    assert {c for c, _ in seen} == {*COLOURS, *UNNAMED}
+    assert len(np.unique(pixels, axis=0)) == 1 + len(COLOURS) + len(UNNAMED)  # exactly these
     held = load_captions("held_out", 100, seed=3)
     assert all(any((t.colour, t.shape) in HELD_OUT for t in parse_caption(c).things)
                for c in held.captions)  # fmt: skip
@@ -118,6 +121,20 @@ def test_judge_scores_real_renders_of_every_caption_as_right():
     right = [judge(image, caption) for image, caption in zip(images, captions, strict=True)]
     assert np.mean(right) >= 0.99
     assert validate_shapes(32, per_pair=10) >= 0.99
+
+
+def test_uncoloured_objects_take_every_colour_and_the_judge_finds_them():
+    """A caption that names no colour is drawn in named and unnamed colours alike (never a
+    held-out pair), and the judge reads those renders as their captions."""
+    from antlers.tasks.generate.judge import find_objects
+
+    captions = [c for c in all_captions() if c.kind in ("single_object", "two_object")] * 40
+    images = render_captions(captions, 32, seed=4).numpy()
+    found = [(o.colour, o.shape) for image in images for o in find_objects(image)]
+    assert {c for c, _ in found} == {*COLOURS, *UNNAMED}
+    assert {s for c, s in found if c in UNNAMED} == {"circle", "square", "triangle"}
+    assert set(found).isdisjoint(HELD_OUT)
+    assert all(judge(image, c) for image, c in zip(images, captions, strict=True))
 
 
 def wrong_captions(caption: Caption) -> list[Caption]:

@@ -9,9 +9,12 @@ prompt types, GenEval's (Ghosh et al. 2023) on this world:
     counting       "one red circle", "two yellow squares"
     position       "a green triangle above a blue circle"
 
-Uncoloured objects get a random colour. The ``held_out`` split holds the colour-shape pairs of
-``HELD_OUT`` (never drawn in the other splits, not even as the random colour of an uncoloured
-object), so a judge can measure composition rather than memory.
+Uncoloured objects get a random colour: one of the four named ones or one of ``UNNAMED``, five
+colours the vocabulary has no word for, so every shape is seen in many colours (which lets a
+model draw colour-shape pairs it never saw: docs/experiments/caption-recipe.md). The
+``held_out`` split holds the colour-shape pairs of ``HELD_OUT`` (never drawn in the other
+splits, not even as the random colour of an uncoloured object), so a judge can measure
+composition rather than memory.
 
 Rendering: hard-edged masks at pixel centres (x + 0.5, y + 0.5), so every object pixel has its
 colour's exact value. Every object spans a box of 2r x 2r (r in ``RADIUS`` times the image size);
@@ -36,6 +39,7 @@ __all__ = [
     "PROMPT_TYPES",
     "RELATIONS",
     "SHAPES",
+    "UNNAMED",
     "VOCABULARY",
     "Caption",
     "CaptionSet",
@@ -53,6 +57,15 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "green": (40, 180, 70),
     "blue": (40, 90, 230),
     "yellow": (235, 205, 30),
+}
+# Colours without a word, for uncoloured objects only: each at least 100 (RGB distance) from
+# every other colour and from the background, so the judge's nearest-colour rule tells them apart.
+UNNAMED: dict[str, tuple[int, int, int]] = {
+    "purple": (150, 60, 200),
+    "cyan": (40, 200, 210),
+    "pink": (240, 120, 180),
+    "white": (240, 240, 240),
+    "black": (30, 30, 30),
 }
 BACKGROUND = (128, 128, 128)
 SHAPES = ("circle", "square", "triangle")
@@ -194,11 +207,12 @@ def sample_captions(rng: np.random.Generator, n: int, held_out: bool = False) ->
 
 
 def _colours_for(rng: np.random.Generator, caption: Caption, held_out: bool) -> list[str]:
-    """The colour of each object drawn for ``caption``: as named, else random among the colours
-    the split allows for the shape."""
+    """The colour of each object drawn for ``caption``: as named, else random among the named
+    colours the split allows for the shape and the ``UNNAMED`` ones."""
     colours = []
     for thing in caption.things:
         allowed = [c for c in COLOURS if held_out or (c, thing.shape) not in HELD_OUT]
+        allowed += list(UNNAMED)
         colour = thing.colour or allowed[rng.integers(0, len(allowed))]
         colours += [colour] * thing.count
     return colours
@@ -250,7 +264,7 @@ def render_captions(
     for i, caption in enumerate(captions):
         placed = _place(rng, caption, size)
         objects.append(placed)
-        colours += [COLOURS[c] for c in _colours_for(rng, caption, held_out)]
+        colours += [COLOURS.get(c) or UNNAMED[c] for c in _colours_for(rng, caption, held_out)]
         shapes += [SHAPES.index(t.shape) for t in caption.things for _ in range(t.count)]
         image += [i] * len(placed)
         slot += range(len(placed))

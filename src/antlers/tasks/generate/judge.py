@@ -2,11 +2,12 @@
 et al. 2023) on the captioned world, with a detector that knows nothing of the generator.
 
 Finding the objects (``find_objects``): every pixel takes the nearest of the world's colours
-(the background's or an object colour's; object pixels farther than ``MAX_DISTANCE`` from every
-object colour count as background), each object colour's connected components (4-neighbour,
-scipy.ndimage.label) of at least ``MIN_AREA`` of the image are objects, and a rule-based shape
-classifier names each one from its mask alone (``classify_shape``: a triangle's top half holds
-a third of its bottom half's pixels; a square fills the corners of its box, a circle not).
+(the background's or an object colour's, named or ``UNNAMED``; object pixels farther than
+``MAX_DISTANCE`` from every object colour count as background), each object colour's
+connected components (4-neighbour, scipy.ndimage.label) of at least ``MIN_AREA`` of the image
+are objects, and a rule-based shape classifier names each one from its mask alone
+(``classify_shape``: a triangle's top half holds a third of its bottom half's pixels; a square
+fills the corners of its box, a circle not).
 ``validate_shapes`` checks it on the renderer's own single-object images before it is trusted.
 
 The rules (``judge``), as GenEval's ``evaluate``: for each noun phrase, the first ``count``
@@ -30,6 +31,7 @@ from antlers.data.captions import (
     BACKGROUND,
     COLOURS,
     HELD_OUT,
+    UNNAMED,
     Caption,
     Thing,
     all_captions,
@@ -50,8 +52,8 @@ __all__ = [
 MAX_DISTANCE = 90.0  # RGB distance from an object colour beyond which a pixel is background
 MIN_AREA = 0.01  # smallest object, as a fraction of the image's pixels
 POSITION_THRESHOLD = 0.1  # GenEval: box sizes discount the centres' offset by this fraction
-PALETTE = np.array([BACKGROUND, *COLOURS.values()], dtype=np.float32)  # (5, 3)
-COLOUR_NAMES = (None, *COLOURS)
+PALETTE = np.array([BACKGROUND, *COLOURS.values(), *UNNAMED.values()], dtype=np.float32)  # (K, 3)
+COLOUR_NAMES = (None, *COLOURS, *UNNAMED)
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def classify_shape(mask: np.ndarray) -> str | None:
 def find_objects(image: np.ndarray) -> list[Found]:
     """The objects of a uint8 RGB image (3, H, W), largest first."""
     pixels = image.transpose(1, 2, 0).astype(np.float32)  # (H, W, 3)
-    distance = np.linalg.norm(pixels[:, :, None, :] - PALETTE, axis=-1)  # (H, W, 5)
+    distance = np.linalg.norm(pixels[:, :, None, :] - PALETTE, axis=-1)  # (H, W, K)
     nearest = distance.argmin(-1)
     nearest[distance.min(-1) > MAX_DISTANCE] = 0
     min_area = MIN_AREA * nearest.size
