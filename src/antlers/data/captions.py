@@ -10,8 +10,8 @@ prompt types, GenEval's (Ghosh et al. 2023) on this world:
     position       "a green triangle above a blue circle"
 
 Uncoloured objects get a random colour: one of the four named ones or one of ``UNNAMED``, five
-colours the vocabulary has no word for, so every shape is seen in many colours (which lets a
-model draw colour-shape pairs it never saw: docs/experiments/caption-recipe.md). The
+colours the vocabulary has no word for, so every shape is seen in many colours and colour does
+not predict shape (aimed at the held-out pairs: docs/experiments/caption-recipe.md). The
 ``held_out`` split holds the colour-shape pairs of ``HELD_OUT`` (never drawn in the other
 splits, not even as the random colour of an uncoloured object), so a judge can measure
 composition rather than memory.
