@@ -72,6 +72,21 @@ def test_stem_is_conv_bias_relu_then_pool() -> None:
     torch.testing.assert_close(bias.grad, b.grad)
 
 
+def test_stem_stays_in_bf16_under_autocast() -> None:
+    """Under CPU bf16 autocast the stem's output is bf16, as a conv with its own bias gives: a
+    float32 bias added after the pool must not promote the activations (and the residual stage
+    after them) to float32. The bias itself stays float32 and gets its gradient."""
+    torch.manual_seed(0)
+    net = fast_resnet(1, 10, whitening=torch.randn(8, 1, 3, 3))
+    with torch.autocast("cpu", torch.bfloat16):
+        out = net[:4](torch.randn(4, 1, 28, 28))  # stem, then the first residual pair
+        expected = F.conv2d(torch.randn(4, 1, 28, 28), net[0].weight, net[2].bias, padding=1)
+    assert out.dtype == expected.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert net[2].bias.dtype == torch.float32
+    assert net[2].bias.grad is not None
+
+
 def test_weights_saved_with_the_bias_on_the_whitening_layer_load() -> None:
     torch.manual_seed(0)
     net = fast_resnet(1, 10, whitening=torch.randn(8, 1, 3, 3))

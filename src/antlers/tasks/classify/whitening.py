@@ -93,11 +93,12 @@ class PatchWhitening(nn.Conv2d):
 
 class BiasReLU(nn.Module):
     """relu(x + b) with a trainable per-channel bias b (zero at the start): the whitening layer's
-    bias, added after its pool. x (B, C, H, W)."""
+    bias, added after its pool. x (B, C, H, W); b is added in x's dtype (bf16 under autocast, as
+    a convolution's own bias is), so the activations after it are not promoted to float32."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.relu(x + self.bias.view(1, -1, 1, 1))
+        return torch.relu(x + self.bias.to(x.dtype).view(1, -1, 1, 1))
