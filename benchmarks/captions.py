@@ -101,6 +101,9 @@ def main() -> None:
         + ", ".join(f"{g}: {v:.3f}" for g, v in result["by_guidance"].items())
         + f"; ours / renders at guidance {DEFAULT_GUIDANCE:g}: "
         f"{inside['overall'] / max(renders[False]['overall'], 1e-9):.2f}.",
+        "Held-out overall against guidance: "
+        + ", ".join(f"{g}: {v:.3f}" for g, v in result["held_out_by_guidance"].items())
+        + ".",
         "",
         "Targets:",
         "",

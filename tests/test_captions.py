@@ -287,8 +287,10 @@ def test_judge_run_reports_in_distribution_held_out_and_guidance(caption_weights
     result = judge_run(run.task, run.model, run.model_config, per_type=1, guidances=(0, 4), steps=2)
     assert result["in_distribution"]["count"] == 6
     assert result["held_out"]["count"] == 4
-    assert set(result["by_guidance"]) == {"0", "4"}
+    assert set(result["by_guidance"]) == set(result["held_out_by_guidance"]) == {"0", "4"}
     assert all(0 <= v <= 1 for v in result["by_guidance"].values())
+    assert result["held_out_by_guidance"]["4"] == result["held_out"]["overall"]
+    assert result["by_guidance"]["4"] == result["in_distribution"]["overall"]
     assert set(eval_prompts(False, 4)).isdisjoint(eval_prompts(True, 4))
 
 

@@ -2,9 +2,10 @@
 
 ``judge_run`` draws one image per prompt (DDIM, ``steps`` steps, one seed) for a fixed,
 seeded list of prompts, ``per_type`` of each prompt type, and scores them with
-``judge.score_images``: in-distribution prompts at every guidance scale of ``GUIDANCES``, and
-prompts naming a held-out colour-shape pair at ``guidance``. The judge's shape classifier is
-first checked on the renderer's own images (``judge.validate_shapes``, at least 0.99).
+``judge.score_images``: in-distribution prompts and prompts naming a held-out colour-shape pair,
+each at every guidance scale of ``GUIDANCES`` (the scale trades one for the other). The judge's
+shape classifier is first checked on the renderer's own images (``judge.validate_shapes``, at
+least 0.99).
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ def judge_run(
     seed: int = 0,
 ) -> dict[str, Any]:
     """The judge's scores of a caption run (see the module docstring): ``in_distribution`` and
-    ``held_out`` (per type, ``overall``, ``count``) at ``guidance``, ``by_guidance``
-    (in-distribution overall per scale) and ``unconditional`` (guidance 0's, when swept)."""
+    ``held_out`` (per type, ``overall``, ``count``) at ``guidance``, ``by_guidance`` and
+    ``held_out_by_guidance`` (overall per scale) and ``unconditional`` (guidance 0's, when
+    swept)."""
     accuracy = validate_shapes(config.image_size[0])
     if accuracy < MIN_SHAPE_ACCURACY:
         raise RuntimeError(f"the judge's shape classifier scores {accuracy:.3f} on real renders")
@@ -60,15 +62,18 @@ def judge_run(
         images = task.sample(model, config, tokens, guidance=scale, steps=steps, seed=seed).images
         return score_images(images, prompts)
 
-    prompts = eval_prompts(False, per_type, seed)
-    sweep = {g: scores(prompts, g) for g in sorted({*guidances, guidance})}
+    scales = sorted({*guidances, guidance})
+    prompts, held_prompts = eval_prompts(False, per_type, seed), eval_prompts(True, per_type, seed)
+    sweep = {g: scores(prompts, g) for g in scales}
+    held = {g: scores(held_prompts, g) for g in scales}
     return {
         "guidance": guidance,
         "steps": steps,
         "shape_accuracy_on_renders": accuracy,
         "in_distribution": sweep[guidance],
-        "held_out": scores(eval_prompts(True, per_type, seed), guidance),
+        "held_out": held[guidance],
         "by_guidance": {f"{g:g}": sweep[g]["overall"] for g in guidances},
+        "held_out_by_guidance": {f"{g:g}": held[g]["overall"] for g in guidances},
         "unconditional": sweep.get(0.0, {}),
     }
 
@@ -84,6 +89,7 @@ def judge_text(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"  {split}: overall {scores['overall']:.3f} ({types}; {scores['count']} images)"
         )
-    sweep = ", ".join(f"{g}: {v:.3f}" for g, v in result["by_guidance"].items())
-    lines.append(f"  in-distribution overall by guidance: {sweep}")
+    for key, split in (("by_guidance", "in-distribution"), ("held_out_by_guidance", "held-out")):
+        sweep = ", ".join(f"{g}: {v:.3f}" for g, v in result[key].items())
+        lines.append(f"  {split} overall by guidance: {sweep}")
     return lines
