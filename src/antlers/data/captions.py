@@ -2,12 +2,8 @@
 
 Each RGB image (32 x 32 by default) holds one or two flat-coloured objects on a uniform grey
 background that is none of the object colours. Captions come from a small grammar of six
-prompt types, GenEval's (Ghosh et al. 2023) on this world:
-
-    single_object  "a circle"                    two_object  "a circle and a square"
-    colors         "a red circle"                color_attr  "a red circle and a blue square"
-    counting       "one red circle", "two yellow squares"
-    position       "a green triangle above a blue circle"
+prompt types, GenEval's on this world ("a red circle", "two yellow squares", "a green triangle
+above a blue circle": ``caption_grammar.py``, re-exported here).
 
 Uncoloured objects get a random colour: one of the four named ones or one of ``UNNAMED``, five
 colours the vocabulary has no word for, so every shape is seen in many colours and colour does
@@ -26,10 +22,22 @@ GenEval's box-centre rule reads as that relation and no other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import product
 
 import numpy as np
 import torch
+
+from antlers.data.caption_grammar import (
+    COLOURS,
+    PROMPT_TYPES,
+    RELATIONS,
+    SHAPES,
+    VOCABULARY,
+    Caption,
+    Thing,
+    all_captions,
+    canonical,
+    parse_caption,
+)
 
 __all__ = [
     "BACKGROUND",
@@ -52,12 +60,6 @@ __all__ = [
     "sample_captions",
 ]
 
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40),
-    "green": (40, 180, 70),
-    "blue": (40, 90, 230),
-    "yellow": (235, 205, 30),
-}
 # Colours without a word, for uncoloured objects only: each at least 100 (RGB distance) from
 # every other colour and from the background, so the judge's nearest-colour rule tells them apart.
 UNNAMED: dict[str, tuple[int, int, int]] = {
@@ -68,13 +70,7 @@ UNNAMED: dict[str, tuple[int, int, int]] = {
     "black": (30, 30, 30),
 }
 BACKGROUND = (128, 128, 128)
-SHAPES = ("circle", "square", "triangle")
-RELATIONS = ("left of", "right of", "above", "below")
-PROMPT_TYPES = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 HELD_OUT = (("blue", "triangle"), ("yellow", "circle"))
-COUNT_WORDS = ("one", "two")
-VOCABULARY = ("a", "and", *COUNT_WORDS, *COLOURS, *SHAPES, *(s + "s" for s in SHAPES),
-              "left", "right", "of", "above", "below")  # fmt: skip
 SPLITS = {"train": 0, "val": 1, "test": 2, "held_out": 3}  # split -> random stream
 # Each prompt type's share of a split's captions (relative weights): relations and attribute
 # binding, the hardest to learn, are drawn more often (docs/experiments/caption-recipe.md).
@@ -83,111 +79,6 @@ MIX = {"single_object": 1, "two_object": 1, "counting": 1, "colors": 1, "positio
 DEFAULT_COUNTS = {"train": 20000, "val": 1000, "test": 1000, "held_out": 1000}
 RADIUS = (0.14, 0.2)  # half the box side, as a fraction of the image size
 GAP = 2.0  # pixels between two objects' boxes, at least
-
-
-@dataclass(frozen=True)
-class Thing:
-    """A noun phrase: ``count`` objects of ``shape`` in ``colour`` (None: any colour)."""
-
-    shape: str
-    colour: str | None = None
-    count: int = 1
-
-    def words(self, determiner: str) -> str:
-        noun = self.shape + ("s" if self.count == 2 else "")
-        return " ".join(w for w in (determiner, self.colour, noun) if w)
-
-
-@dataclass(frozen=True)
-class Caption:
-    """A parsed caption: its prompt ``kind``, one or two things, and for ``position`` the
-    relation of the first thing to the second. ``str()`` gives the caption's text."""
-
-    kind: str
-    things: tuple[Thing, ...]
-    relation: str | None = None
-
-    def __str__(self) -> str:
-        if self.kind == "counting":
-            return self.things[0].words(COUNT_WORDS[self.things[0].count - 1])
-        phrases = [thing.words("a") for thing in self.things]
-        return f" {self.relation or 'and'} ".join(phrases)
-
-
-def _phrase(words: list[str], i: int, text: str) -> tuple[Thing, str, int]:
-    """The noun phrase starting at ``words[i]``: (thing, determiner, index after it)."""
-    determiner = words[i] if i < len(words) else ""
-    colour = words[i + 1] if i + 1 < len(words) and words[i + 1] in COLOURS else None
-    noun = words[i + 1 + (colour is not None)] if i + 1 + (colour is not None) < len(words) else ""
-    count = 2 if determiner == "two" else 1
-    shape = noun[:-1] if count == 2 else noun
-    if (
-        determiner not in ("a", *COUNT_WORDS)
-        or shape not in SHAPES
-        or noun != Thing(shape, None, count).words("")
-    ):
-        raise ValueError(f"not a caption of the grammar: {text!r} (e.g. 'a red circle')")
-    return Thing(shape, colour, count), determiner, i + 2 + (colour is not None)
-
-
-def parse_caption(text: str) -> Caption:
-    """The Caption that ``text`` says; ValueError (with an example) if the grammar has none."""
-    words, bad = text.lower().split(), ValueError(f"not a caption of the grammar: {text!r}")
-    first, determiner, i = _phrase(words, 0, text)
-    if i == len(words):
-        if determiner in COUNT_WORDS and first.colour:
-            return Caption("counting", (first,))
-        if determiner == "a":
-            return Caption("colors" if first.colour else "single_object", (first,))
-        raise bad
-    relation = " ".join(words[i : i + 2]) if words[i] in ("left", "right") else words[i]
-    second, determiner2, end = _phrase(words, i + len(relation.split()), text)
-    coloured = first.colour is not None, second.colour is not None
-    if end != len(words) or determiner != "a" or determiner2 != "a" or len(set(coloured)) > 1:
-        raise bad
-    distinct = first.shape != second.shape and (
-        first.colour is None or first.colour != second.colour
-    )
-    if relation == "and" and distinct:
-        return Caption("color_attr" if coloured[0] else "two_object", (first, second))
-    if relation in RELATIONS and coloured[0] and first != second:
-        return Caption("position", (first, second), relation)
-    raise bad
-
-
-MIRRORED = {"right of": "left of", "below": "above"}  # "A right of B" says "B left of A"
-
-
-def canonical(text: str) -> str:
-    """``text`` with its relation read from the side of the first-named thing: "A right of B"
-    -> "B left of A", "A below B" -> "B above A" (the same scene by GenEval's box-centre rule);
-    any other text, in or outside the grammar, unchanged. A caption model that encodes this
-    form learns one direction per axis: the first-named thing is left of or above the other."""
-    try:
-        caption = parse_caption(text)
-    except ValueError:
-        return text
-    if caption.relation not in MIRRORED:
-        return text
-    a, b = caption.things
-    return str(Caption("position", (b, a), MIRRORED[caption.relation]))
-
-
-def all_captions() -> list[Caption]:
-    """Every caption the grammar makes, each once (in a fixed order)."""
-    pairs = list(product(COLOURS, SHAPES))
-    out = [Caption("single_object", (Thing(s),)) for s in SHAPES]
-    out += [
-        Caption("two_object", (Thing(a), Thing(b))) for a, b in product(SHAPES, SHAPES) if a != b
-    ]
-    out += [Caption("colors", (Thing(s, c),)) for c, s in pairs]
-    out += [Caption("counting", (Thing(s, c, n),)) for n in (1, 2) for c, s in pairs]
-    for (c1, s1), (c2, s2) in product(pairs, pairs):
-        if c1 != c2 and s1 != s2:
-            out.append(Caption("color_attr", (Thing(s1, c1), Thing(s2, c2))))
-        if (c1, s1) != (c2, s2):
-            out += [Caption("position", (Thing(s1, c1), Thing(s2, c2)), r) for r in RELATIONS]
-    return out
 
 
 def sample_captions(rng: np.random.Generator, n: int, held_out: bool = False) -> list[Caption]:
