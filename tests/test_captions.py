@@ -15,8 +15,11 @@ from antlers.cli import main
 from antlers.data.captions import (
     COLOURS,
     HELD_OUT,
+    HELD_OUT_VAL,
     MIX,
+    PAIRS,
     UNNAMED,
+    UNSEEN,
     VOCABULARY,
     Caption,
     Thing,
@@ -87,6 +90,8 @@ def test_unknown_word_refused_with_one_line_listing_the_known_words():
 
 
 def test_splits_are_seeded_and_training_never_shows_a_held_out_pair():
+    assert not set(HELD_OUT) & set(HELD_OUT_VAL)
+    assert {s for _, s in UNSEEN} == {"circle", "square", "triangle"}  # one colour per shape
     train = load_captions("train", 400, seed=3)
     assert torch.equal(train.images, load_captions("train", 400, seed=3).images)
     assert not torch.equal(train.images, load_captions("test", 400, seed=3).images)
@@ -94,19 +99,24 @@ def test_splits_are_seeded_and_training_never_shows_a_held_out_pair():
     from antlers.tasks.generate.judge import find_objects
 
     seen = {(o.colour, o.shape) for image in train.images.numpy() for o in find_objects(image)}
-    assert seen.isdisjoint(HELD_OUT)
-    assert len({(c, s) for c, s in seen if c in COLOURS}) == 12 - len(HELD_OUT)
+    assert seen.isdisjoint(UNSEEN)
+    assert len({(c, s) for c, s in seen if c in COLOURS}) == 12 - len(UNSEEN)
     assert {c for c, _ in seen} == {*COLOURS, *UNNAMED}
     assert len(np.unique(pixels, axis=0)) == 1 + len(COLOURS) + len(UNNAMED)  # exactly these
-    held = load_captions("held_out", 100, seed=3)
-    assert all(any((t.colour, t.shape) in HELD_OUT for t in parse_caption(c).things)
-               for c in held.captions)  # fmt: skip
+    for split, pairs in PAIRS.items():
+        held = load_captions(split, 100, seed=3)
+        named = [{(t.colour, t.shape) for t in parse_caption(c).things} & set(UNSEEN)
+                 for c in held.captions]  # fmt: skip
+        assert all(n and n <= set(pairs) for n in named), split
+        found = {(o.colour, o.shape) for image in held.images.numpy() for o in find_objects(image)}
+        assert found & set(UNSEEN) == set(pairs), split  # no other split's unseen pair drawn
 
 
 def test_prompt_types_are_drawn_with_the_odds_of_the_mix():
     n = 30000
     for held_out in (False, True):
-        kinds = [c.kind for c in sample_captions(np.random.default_rng(0), n, held_out)]
+        pairs = HELD_OUT if held_out else ()
+        kinds = [c.kind for c in sample_captions(np.random.default_rng(0), n, pairs)]
         drawn = {k: w for k, w in MIX.items() if k in kinds}
         total = sum(drawn.values())
         for kind, weight in drawn.items():  # a share's standard error here is at most 0.003
@@ -117,7 +127,7 @@ def test_prompt_types_are_drawn_with_the_odds_of_the_mix():
 
 def test_judge_scores_real_renders_of_every_caption_as_right():
     captions = all_captions()
-    images = render_captions(captions, 32, seed=1, held_out=True).numpy()
+    images = render_captions(captions, 32, seed=1, pairs=UNSEEN).numpy()
     right = [judge(image, caption) for image, caption in zip(images, captions, strict=True)]
     assert np.mean(right) >= 0.99
     assert validate_shapes(32, per_pair=10) >= 0.99
@@ -133,7 +143,7 @@ def test_uncoloured_objects_take_every_colour_and_the_judge_finds_them():
     found = [(o.colour, o.shape) for image in images for o in find_objects(image)]
     assert {c for c, _ in found} == {*COLOURS, *UNNAMED}
     assert {s for c, s in found if c in UNNAMED} == {"circle", "square", "triangle"}
-    assert set(found).isdisjoint(HELD_OUT)
+    assert set(found).isdisjoint(UNSEEN)
     assert all(judge(image, c) for image, c in zip(images, captions, strict=True))
 
 
@@ -154,7 +164,7 @@ def wrong_captions(caption: Caption) -> list[Caption]:
 
 def test_judge_scores_renders_of_wrong_captions_as_wrong():
     captions = [c for c in all_captions() if wrong_captions(c)]
-    images = render_captions(captions, 32, seed=2, held_out=True).numpy()
+    images = render_captions(captions, 32, seed=2, pairs=UNSEEN).numpy()
     judged = [judge(image, w) for image, c in zip(images, captions, strict=True)
               for w in wrong_captions(c)]  # fmt: skip
     assert len(judged) > 900
@@ -163,7 +173,7 @@ def test_judge_scores_renders_of_wrong_captions_as_wrong():
 
 def test_canonical_relations_say_the_same_scene_by_the_judges_rule():
     captions = all_captions()
-    images = render_captions(captions, 32, seed=4, held_out=True).numpy()
+    images = render_captions(captions, 32, seed=4, pairs=UNSEEN).numpy()
     rewritten = [parse_caption(canonical(str(c))) for c in captions]
     assert {c.relation for c in rewritten} == {None, "left of", "above"}
     assert sum(c != r for c, r in zip(captions, rewritten, strict=True)) == sum(
@@ -285,13 +295,21 @@ def test_cli_sample_prompt_writes_pngs_and_refuses_unknown_words(caption_weights
 def test_judge_run_reports_in_distribution_held_out_and_guidance(caption_weights):
     run = Run.load(caption_weights)
     result = judge_run(run.task, run.model, run.model_config, per_type=1, guidances=(0, 4), steps=2)
+    validation = result["validation_by_guidance"]
+    mean = {float(g): (v["in_distribution"] + v["held_out"]) / 2 for g, v in validation.items()}
+    assert result["guidance"] == max(mean, key=lambda g: (mean[g], -g))  # chosen on validation
     assert result["in_distribution"]["count"] == 6
     assert result["held_out"]["count"] == 4
     assert set(result["by_guidance"]) == set(result["held_out_by_guidance"]) == {"0", "4"}
     assert all(0 <= v <= 1 for v in result["by_guidance"].values())
-    assert result["held_out_by_guidance"]["4"] == result["held_out"]["overall"]
-    assert result["by_guidance"]["4"] == result["in_distribution"]["overall"]
-    assert set(eval_prompts(False, 4)).isdisjoint(eval_prompts(True, 4))
+    chosen = f"{result['guidance']:g}"
+    assert result["held_out_by_guidance"][chosen] == result["held_out"]["overall"]
+    assert result["by_guidance"][chosen] == result["in_distribution"]["overall"]
+    prompts = {s: set(eval_prompts(s, 4)) for s in ("in_distribution", "held_out", "val_held_out")}
+    assert not prompts["in_distribution"] & (prompts["held_out"] | prompts["val_held_out"])
+    assert all("green square" in p for p in prompts["val_held_out"])
+    with pytest.raises(ValueError, match="in_distribution, held_out"):
+        eval_prompts("test", 1)
 
 
 def test_overfitting_one_caption_image_pair_reproduces_it():

@@ -10,7 +10,9 @@ colours the vocabulary has no word for, so every shape is seen in many colours a
 not predict shape (aimed at the held-out pairs: docs/experiments/caption-recipe.md). The
 ``held_out`` split holds the colour-shape pairs of ``HELD_OUT`` (never drawn in the other
 splits, not even as the random colour of an uncoloured object), so a judge can measure
-composition rather than memory.
+composition rather than memory; the ``held_out_val`` split holds ``HELD_OUT_VAL``, a pair kept
+out the same way for choices that must not look at the held-out split (the guidance scale,
+``caption_eval.py``).
 
 Rendering: hard-edged masks at pixel centres (x + 0.5, y + 0.5), so every object pixel has its
 colour's exact value. Every object spans a box of 2r x 2r (r in ``RADIUS`` times the image size);
@@ -21,6 +23,7 @@ GenEval's box-centre rule reads as that relation and no other.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,17 +46,20 @@ __all__ = [
     "BACKGROUND",
     "COLOURS",
     "HELD_OUT",
+    "HELD_OUT_VAL",
     "MIX",
     "PROMPT_TYPES",
     "RELATIONS",
     "SHAPES",
     "UNNAMED",
+    "UNSEEN",
     "VOCABULARY",
     "Caption",
     "CaptionSet",
     "Thing",
     "all_captions",
     "canonical",
+    "captions_naming",
     "load_captions",
     "parse_caption",
     "render_captions",
@@ -70,39 +76,52 @@ UNNAMED: dict[str, tuple[int, int, int]] = {
     "black": (30, 30, 30),
 }
 BACKGROUND = (128, 128, 128)
-HELD_OUT = (("blue", "triangle"), ("yellow", "circle"))
-SPLITS = {"train": 0, "val": 1, "test": 2, "held_out": 3}  # split -> random stream
+Pair = tuple[str, str]  # (colour, shape)
+HELD_OUT: tuple[Pair, ...] = (("blue", "triangle"), ("yellow", "circle"))  # composition's test
+HELD_OUT_VAL: tuple[Pair, ...] = (("green", "square"),)  # composition's validation
+UNSEEN = HELD_OUT + HELD_OUT_VAL  # never drawn in train, val or test (each shape loses one colour)
+SPLITS = {"train": 0, "val": 1, "test": 2, "held_out": 3, "held_out_val": 4}  # -> random stream
+PAIRS = {"held_out": HELD_OUT, "held_out_val": HELD_OUT_VAL}  # the splits that name unseen pairs
 # Each prompt type's share of a split's captions (relative weights): relations and attribute
 # binding, the hardest to learn, are drawn more often (docs/experiments/caption-recipe.md).
 MIX = {"single_object": 1, "two_object": 1, "counting": 1, "colors": 1, "position": 3,
        "color_attr": 2}  # fmt: skip
-DEFAULT_COUNTS = {"train": 20000, "val": 1000, "test": 1000, "held_out": 1000}
+DEFAULT_COUNTS = {"train": 20000, "val": 1000, "test": 1000, "held_out": 1000, "held_out_val": 1000}
 RADIUS = (0.14, 0.2)  # half the box side, as a fraction of the image size
 GAP = 2.0  # pixels between two objects' boxes, at least
 
 
-def sample_captions(rng: np.random.Generator, n: int, held_out: bool = False) -> list[Caption]:
-    """``n`` captions: a prompt type with the odds of ``MIX``, then uniformly among its captions.
-    In-distribution (``held_out`` False): no held-out colour-shape pair; held out: the coloured
-    types only, each caption naming at least one held-out pair."""
-    names = {str(c): c for c in all_captions()}.values()
+def captions_naming(pairs: Sequence[Pair] = ()) -> list[Caption]:
+    """The grammar's distinct captions that name no ``UNSEEN`` pair (``pairs`` empty: in
+    distribution), or that name at least one of ``pairs`` and no other unseen pair."""
+    chosen = []
+    for caption in {str(c): c for c in all_captions()}.values():
+        named = {(t.colour, t.shape) for t in caption.things} & set(UNSEEN)
+        if named <= set(pairs) and bool(named) == bool(pairs):
+            chosen.append(caption)
+    return chosen
+
+
+def sample_captions(rng: np.random.Generator, n: int, pairs: Sequence[Pair] = ()) -> list[Caption]:
+    """``n`` captions of ``captions_naming(pairs)``: a prompt type with the odds of ``MIX``
+    (among the types that have such captions), then uniformly among its captions."""
     by_kind: dict[str, list[Caption]] = {}
-    for caption in names:
-        hits = sum((t.colour, t.shape) in HELD_OUT for t in caption.things)
-        if (hits > 0) == held_out:
-            by_kind.setdefault(caption.kind, []).append(caption)
+    for caption in captions_naming(pairs):
+        by_kind.setdefault(caption.kind, []).append(caption)
     kinds = [k for k in PROMPT_TYPES if k in by_kind]
     odds = np.array([MIX[k] for k in kinds], dtype=float)
     chosen = rng.choice(len(kinds), n, p=odds / odds.sum())
     return [by_kind[kinds[k]][rng.integers(0, len(by_kind[kinds[k]]))] for k in chosen]
 
 
-def _colours_for(rng: np.random.Generator, caption: Caption, held_out: bool) -> list[str]:
+def _colours_for(rng: np.random.Generator, caption: Caption, pairs: Sequence[Pair]) -> list[str]:
     """The colour of each object drawn for ``caption``: as named, else random among the named
-    colours the split allows for the shape and the ``UNNAMED`` ones."""
+    colours that make no unseen pair with its shape (unless the pair is in ``pairs``) and the
+    ``UNNAMED`` ones."""
     colours = []
     for thing in caption.things:
-        allowed = [c for c in COLOURS if held_out or (c, thing.shape) not in HELD_OUT]
+        barred = set(UNSEEN) - set(pairs)
+        allowed = [c for c in COLOURS if (c, thing.shape) not in barred]
         allowed += list(UNNAMED)
         colour = thing.colour or allowed[rng.integers(0, len(allowed))]
         colours += [colour] * thing.count
@@ -146,16 +165,16 @@ def _masks(objects: np.ndarray, shapes: np.ndarray, size: int) -> np.ndarray:
 
 
 def render_captions(
-    captions: list[Caption], size: int = 32, seed: int = 0, held_out: bool = False
+    captions: list[Caption], size: int = 32, seed: int = 0, pairs: Sequence[Pair] = ()
 ) -> torch.Tensor:
-    """uint8 images (N, 3, S, S) of ``captions``; ``held_out``: random colours may be held-out
-    pairs. The same arguments always give the same images."""
+    """uint8 images (N, 3, S, S) of ``captions``; an uncoloured object's random colour may make
+    one of ``pairs`` (no other unseen pair). The same arguments always give the same images."""
     rng = np.random.default_rng(seed)
     objects, shapes, colours, image, slot = [], [], [], [], []
     for i, caption in enumerate(captions):
         placed = _place(rng, caption, size)
         objects.append(placed)
-        colours += [COLOURS.get(c) or UNNAMED[c] for c in _colours_for(rng, caption, held_out)]
+        colours += [COLOURS.get(c) or UNNAMED[c] for c in _colours_for(rng, caption, pairs)]
         shapes += [SHAPES.index(t.shape) for t in caption.things for _ in range(t.count)]
         image += [i] * len(placed)
         slot += range(len(placed))
@@ -188,14 +207,15 @@ def load_captions(
     split: str = "train", n: int | None = None, image_size: int | None = None, seed: int = 0
 ) -> CaptionSet:
     """One split of the captioned world: "train", "val", "test" (in-distribution, each its own
-    random stream of ``seed``) or "held_out"; ``n`` images (``DEFAULT_COUNTS`` when None)."""
+    random stream of ``seed``), "held_out" or "held_out_val" (``PAIRS``); ``n`` images
+    (``DEFAULT_COUNTS`` when None)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     size = image_size or 32
     if size < 24:  # below, the judge cannot tell the shapes apart reliably
         raise ValueError(f"captions: image_size must be at least 24, got {size}")
     rng = np.random.default_rng([seed, SPLITS[split]])
-    held_out = split == "held_out"
-    captions = sample_captions(rng, DEFAULT_COUNTS[split] if n is None else n, held_out)
-    images = render_captions(captions, size, int(rng.integers(2**31)), held_out)
+    pairs = PAIRS.get(split, ())
+    captions = sample_captions(rng, DEFAULT_COUNTS[split] if n is None else n, pairs)
+    images = render_captions(captions, size, int(rng.integers(2**31)), pairs)
     return CaptionSet(images, tuple(str(c) for c in captions), f"captions-{split}")

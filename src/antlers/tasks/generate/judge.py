@@ -30,8 +30,8 @@ from torch import Tensor
 from antlers.data.captions import (
     BACKGROUND,
     COLOURS,
-    HELD_OUT,
     UNNAMED,
+    UNSEEN,
     Caption,
     Thing,
     all_captions,
@@ -163,17 +163,12 @@ def score_images(images: Tensor, captions: Sequence[str]) -> dict[str, float]:
 
 def validate_shapes(size: int = 32, per_pair: int = 20, seed: int = 0) -> float:
     """The shape classifier's accuracy on the renderer's single-object images of every
-    colour-shape pair (held-out ones included)."""
+    colour-shape pair (the unseen ones included)."""
     singles = [c for c in all_captions() if c.kind == "counting" and c.things[0].count == 1]
     captions = [c for c in singles for _ in range(per_pair)]
-    images = render_captions(captions, size, seed, held_out=True).numpy()
+    images = render_captions(captions, size, seed, UNSEEN).numpy()
     right = 0
     for image, caption in zip(images, captions, strict=True):
         found = find_objects(image)
         right += len(found) == 1 and found[0].shape == caption.things[0].shape
     return right / len(captions)
-
-
-def held_out_pair(caption: Caption) -> bool:
-    """Whether the caption names a colour-shape pair of the held-out split."""
-    return any((t.colour, t.shape) in HELD_OUT for t in caption.things)
