@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from antlers.io.files import atomic_write
@@ -73,3 +75,17 @@ def record_section(section: list[str], path: Path = BENCHMARKS_MD) -> None:
     else:
         lines += ["", heading, "", *recorded]
     atomic_write(path, "\n".join(lines).rstrip("\n") + "\n")
+
+
+def warn_if_busy() -> None:
+    """Say so when other processes already load the cores: spinning OpenMP threads then slow
+    every model down several times (docs/experiments/openmp-threads.md)."""
+    load = os.getloadavg()[0]
+    if load > 0.5 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        print(
+            f"warning: 1-min load average {load:.1f} before the first run: if other processes "
+            f"still use the cores, the timings will be slow; record on an idle machine, or run "
+            f"with OMP_WAIT_POLICY=PASSIVE (or --threads 1) to share the cores",
+            file=sys.stderr,
+            flush=True,
+        )

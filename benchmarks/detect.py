@@ -18,19 +18,19 @@ Ours: ``antlers.train("detect", time=T)`` with the task's defaults. The baseline
 weights_backbone=None, num_classes=K + 1, min_size=S, max_size=S)``: working at the images' own
 size S (shipped, it resizes inputs to 320 pixels, which left it at AP 0.000 here), AdamW
 (lr 1e-3, weight decay 1e-4, the one-cycle schedule of ours), batch 16, gradient clipping 10.
+
+OpenMP's wait policy is left as ``antlers train`` leaves it (unset: libgomp's threads spin a
+little before they sleep) unless OMP_WAIT_POLICY is set, and the section records which: on an
+idle machine spinning makes the steps faster than OMP_WAIT_POLICY=PASSIVE, on a shared one
+several times slower (docs/experiments/openmp-threads.md). Record on an idle machine (a
+warning is printed when it is busy); run with OMP_WAIT_POLICY=PASSIVE on a shared one.
 """
 
 from __future__ import annotations
 
-import os
-
-# Idle OpenMP threads sleep instead of spinning: on a machine shared with other jobs, two
-# spin-waiting threads were several times slower than one (docs/experiments/openmp-threads.md);
-# set before torch loads OpenMP.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import argparse
 import datetime
+import os
 import statistics
 import sys
 import tempfile
@@ -46,7 +46,7 @@ from antlers.run import Run, train
 from antlers.tasks.detect.loader import DetectionLoader
 from antlers.tasks.detect.metrics import coco_evaluate, coco_ground_truth, coco_results
 from antlers.tasks.splits import validation_split
-from common import cpu_model, record_section
+from common import cpu_model, record_section, warn_if_busy
 
 BATCH = 16
 
@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
+    warn_if_busy()
     t0 = time.perf_counter()
     if args.n:
         global DATA
@@ -227,6 +228,7 @@ def median_rows(
 
 def record(rows: list[tuple[float, str, dict[str, Any]]], loads: list[Any], repeats: int) -> None:
     today = datetime.date.today().isoformat()
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     section = [
         "## detect",
         "",
@@ -235,7 +237,7 @@ def record(rows: list[tuple[float, str, dict[str, Any]]], loads: list[Any], repe
         "weights) trained for the same wall time on the same data; each row the median of "
         f"{repeats} seeds, ours scored with the epoch chosen on the validation split.",
         "",
-        f"- machine: {cpu_model()}; threads: 2 (OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}); "
+        f"- machine: {cpu_model()}; threads: 2 (OMP_WAIT_POLICY={policy}); "
         f"torch {torch.__version__}; date: {today}",
         "- load average (1, 5, 15 min) after each run: "
         + "; ".join(f"{a:.1f}, {b:.1f}, {c:.1f}" for a, b, c in loads),

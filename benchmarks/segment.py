@@ -41,7 +41,7 @@ import time
 
 import torch
 
-from common import cpu_model, record_section
+from common import cpu_model, record_section, warn_if_busy
 
 BUDGETS = (300,)
 MODELS = ("unet", "segnet", "lraspp")
@@ -209,20 +209,6 @@ def _verdicts(by: dict, budgets: list[float], models: list[str]) -> list[str]:
     return out
 
 
-def _warn_if_busy() -> None:
-    """Say so when other processes already load the cores: spinning OpenMP threads then slow
-    every model down several times (see the docstring)."""
-    load = os.getloadavg()[0]
-    if load > 0.5 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
-        print(
-            f"warning: 1-min load average {load:.1f} before the first run: if other processes "
-            f"still use the cores, the timings will be slow; record on an idle machine, or run "
-            f"with OMP_WAIT_POLICY=PASSIVE (or --threads 1) to share the cores",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=BUDGETS)
@@ -233,7 +219,7 @@ def main() -> int:
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    _warn_if_busy()
+    warn_if_busy()
     rows = []
     with tempfile.TemporaryDirectory() as out:
         for seed in range(args.repeats):
