@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import torch
 
 from antlers.data.captions import UNSEEN, VOCABULARY, parse_caption, render_captions
-from antlers.tasks.generate.caption_eval import PROMPT_SETS, eval_prompts, judge_run
+from antlers.tasks.generate.caption_eval import PROMPT_SETS, eval_prompts, judge_run, judge_text
 from antlers.tasks.generate.captioned import MAX_WORDS, prompt_tokens
 from antlers.tasks.generate.task import GenerateConfig
 
@@ -46,10 +46,15 @@ def test_the_scale_is_chosen_on_validation_not_on_the_test_prompts():
     assert result["validation_by_guidance"]["8"] == {"in_distribution": 0.0, "held_out": 0.0}
     assert result["in_distribution"]["overall"] == result["held_out"]["overall"] == 0.0
     assert result["by_guidance"]["8"] == result["held_out_by_guidance"]["8"] == 1.0
+    text = judge_text(result)
+    assert text[0] == "judge: DDIM-1, guidance 2 (chosen on validation)"
+    assert "2: 1.000 / 1.000" in text[-1]
+    assert text[-1].startswith("  validation (in distribution / held-out pair) by guidance")
 
 
 def test_a_given_scale_is_used_as_given():
     result = judge_run(Oracle({1: 2.0, 0: 8.0}, 1), None, CONFIG, per_type=1, guidance=8, steps=1)
     assert result["guidance"] == 8
     assert "validation_by_guidance" not in result
+    assert judge_text(result)[0] == "judge: DDIM-1, guidance 8"
     assert result["in_distribution"]["overall"] == result["held_out"]["overall"] == 1.0

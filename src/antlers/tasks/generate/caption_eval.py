@@ -7,7 +7,8 @@ scale of ``GUIDANCES`` (the scale trades one for the other). The scale the headl
 read at is chosen on validation, never on the held-out split: validation prompts (in
 distribution, other prompts and other noise) and prompts naming ``HELD_OUT_VAL``, a pair no
 training image shows either; the scale with the best mean of the two overall scores wins (the
-smaller on a tie). The judge's shape classifier is first checked on the renderer's own images
+smaller on a tie; runs trained before 2026-12-07 saw that pair in training). The judge's shape
+classifier is first checked on the renderer's own images
 (``judge.validate_shapes``, at least 0.99).
 """
 
@@ -85,7 +86,8 @@ def judge_run(
 
     result: dict[str, Any] = {"steps": steps, "shape_accuracy_on_renders": accuracy}
     if guidance is None:
-        val, val_held = (sweep(s, guidances, seed + 1) for s in PROMPT_SETS if s[:4] == "val_")
+        val = sweep("val_in_distribution", guidances, seed + 1)
+        val_held = sweep("val_held_out", guidances, seed + 1)
         mean = {g: (val[g]["overall"] + val_held[g]["overall"]) / 2 for g in guidances}
         guidance = max(guidances, key=lambda g: (mean[g], -g))
         result["validation_by_guidance"] = {
