@@ -1,4 +1,5 @@
-"""What every benchmark shares: the machine's description and recording a section of the docs."""
+"""What every benchmark shares: the machine's description, recording a section of the docs and
+the warning when the machine is busy."""
 
 from __future__ import annotations
 

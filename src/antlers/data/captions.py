@@ -118,9 +118,8 @@ def _colours_for(rng: np.random.Generator, caption: Caption, pairs: Sequence[Pai
     """The colour of each object drawn for ``caption``: as named, else random among the named
     colours that make no unseen pair with its shape (unless the pair is in ``pairs``) and the
     ``UNNAMED`` ones."""
-    colours = []
+    colours, barred = [], set(UNSEEN) - set(pairs)
     for thing in caption.things:
-        barred = set(UNSEEN) - set(pairs)
         allowed = [c for c in COLOURS if (c, thing.shape) not in barred]
         allowed += list(UNNAMED)
         colour = thing.colour or allowed[rng.integers(0, len(allowed))]
