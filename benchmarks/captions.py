@@ -31,19 +31,18 @@ import time
 
 import torch
 
-from antlers.data.captions import PAIRS, parse_caption, render_captions
+from antlers.data.captions import PROMPT_TYPES, parse_caption, render_captions
 from antlers.run import train
-from antlers.tasks.generate.caption_eval import eval_prompts, judge_run
+from antlers.tasks.generate.caption_eval import PROMPT_SETS, eval_prompts, judge_run
 from antlers.tasks.generate.judge import score_images
 from common import cpu_model, record_section
 
-TYPES = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 TARGETS = (("in-distribution overall", 0.80), ("position", 0.70), ("color_attr", 0.70),
            ("held-out overall", 0.50))  # fmt: skip
 
 
 def _row(name: str, scores: dict[str, float]) -> str:
-    cells = [f"{scores[t]:.2f}" if t in scores else "-" for t in TYPES]
+    cells = [f"{scores[t]:.2f}" if t in scores else "-" for t in PROMPT_TYPES]
     return f"| {name} | {scores['count']} | {' | '.join(cells)} | **{scores['overall']:.3f}** |"
 
 
@@ -74,10 +73,11 @@ def main() -> None:
     load.append(os.getloadavg()[0])
     params = sum(p.numel() for p in run.model.parameters()) / 1e6
     renders = {}
-    for split in ("in_distribution", "held_out"):
-        texts = eval_prompts(split, args.per_type)
-        images = render_captions([parse_caption(p) for p in texts], 32, 0, PAIRS.get(split, ()))
-        renders[split] = score_images(images, texts)
+    for prompt_set in ("in_distribution", "held_out"):
+        texts = eval_prompts(prompt_set, args.per_type)
+        pairs = PROMPT_SETS[prompt_set][0]
+        images = render_captions([parse_caption(p) for p in texts], 32, 0, pairs)
+        renders[prompt_set] = score_images(images, texts)
     guidance = result["guidance"]
     validation = result["validation_by_guidance"]
     inside, held_out = result["in_distribution"], result["held_out"]
@@ -93,8 +93,8 @@ def main() -> None:
         f"{judged:.0f} s: DDIM-50 (eta 1), one image per prompt, seed 0; judge's shape "
         f"classifier on real renders {result['shape_accuracy_on_renders']:.3f}.",
         "",
-        f"| images | n | {' | '.join(TYPES)} | overall |",
-        f"|---|---|{'---|' * len(TYPES)}---|",
+        f"| images | n | {' | '.join(PROMPT_TYPES)} | overall |",
+        f"|---|---|{'---|' * len(PROMPT_TYPES)}---|",
         _row("renders of the prompts (ceiling)", renders["in_distribution"]),
         _row(f"ours, guidance {guidance:g}", inside),
         _row("ours, guidance 0 (unconditional)", result["unconditional"]),
