@@ -45,6 +45,7 @@ from antlers.engine.schedule import learning_rate
 from antlers.run import Run, train
 from antlers.tasks.detect.loader import DetectionLoader
 from antlers.tasks.detect.metrics import coco_evaluate, coco_ground_truth, coco_results
+from antlers.tasks.detect.model import DetectorConfig
 from antlers.tasks.splits import validation_split
 from common import cpu_model, record_section, warn_if_busy
 
@@ -53,7 +54,8 @@ BATCH = 16
 
 def baseline_model(num_classes: int, size: int) -> nn.Module:
     """torchvision's detector, untrained, working at the images' own ``size``: its default
-    resizes them to 320 pixels first, which cost it dearly here (docs/benchmarks.md, detect)."""
+    resizes them to 320 pixels first, which cost it dearly here (docs/benchmarks.md, detect).
+    It keeps detections down to the score ours keeps (its default is 0.05)."""
     from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
 
     return fasterrcnn_mobilenet_v3_large_320_fpn(
@@ -62,6 +64,7 @@ def baseline_model(num_classes: int, size: int) -> nn.Module:
         num_classes=num_classes + 1,
         min_size=size,
         max_size=size,
+        box_score_thresh=DetectorConfig.score_threshold,
     )
 
 

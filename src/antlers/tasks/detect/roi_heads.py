@@ -53,7 +53,7 @@ class RoIHead(nn.Module):
         hidden: int = 256,
         reduced: int = 64,
         batch_per_image: int = 32,
-        score_threshold: float = 0.05,
+        score_threshold: float = 0.001,
         nms: float = 0.5,
         max_detections: int = 50,
     ):
