@@ -19,20 +19,20 @@ al. 2021) and eta 1 (DDPM's variance at each of the S steps), for both models. D
 a CPU, so it gets fewer samples (``--n-ddpm``) and DDIM-50 is also scored on the same number for the
 paired comparison (FID grows as n shrinks, so only equal-n rows compare). Each figure recorded
 is the median over the seeds; FID is also given per seed.
+
+OpenMP's wait policy is left as ``antlers train`` leaves it (unset) unless OMP_WAIT_POLICY is
+set, and the section records which: spinning threads are faster on an idle machine, several
+times slower on a shared one (docs/experiments/openmp-threads.md). Record on an idle machine (a
+warning is printed when it is busy); run with OMP_WAIT_POLICY=PASSIVE on a shared one.
 """
 
 from __future__ import annotations
-
-import os
-
-# On a shared, oversubscribed machine OpenMP's spinning threads waste most of the CPU; on idle
-# cores passive waiting costs some speed instead (docs/experiments/openmp-threads.md).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import copy
 import datetime
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -47,7 +47,7 @@ from antlers.run import train
 from antlers.tasks.generate.figures import grid_image
 from antlers.tasks.generate.quality import classifier_features, frechet_distance
 from antlers.viz.images import save_png
-from common import cpu_model, matmul_peak, record_section
+from common import cpu_model, matmul_peak, record_section, warn_if_busy
 from diffusers_baseline import (
     baseline_step_flops,
     require_diffusers,
@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     require_diffusers()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
+    warn_if_busy()
     load_start = os.getloadavg()
     started = datetime.datetime.now(datetime.UTC)
     print(f"load average at start: {load_start}", flush=True)
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "load_start": load_start,
         "load_end": os.getloadavg(),
-        "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
         "minutes": args.minutes,
         "classifier_accuracy": classifier.test_metrics["test_accuracy"],
         "steps": {side: [run["steps"][side] for run in runs] for side in ("ours", "diffusers")},
