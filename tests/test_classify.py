@@ -3,6 +3,7 @@ batch can be overfit, real Fashion-MNIST trains, and the CLI's train/eval/predic
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -172,6 +173,44 @@ def test_flip_test_time_averaging_follows_the_training_flips() -> None:
         torch.testing.assert_close(task.logits(without, x), plain)
         torch.testing.assert_close(task.logits(with_flips, x), (plain + mirrored) / 2)
     assert not torch.allclose(plain, mirrored)  # the averaging changes something
+
+
+def moved(x: torch.Tensor, rows: int, columns: int) -> torch.Tensor:
+    """The oracle of a shifted view: ``x`` copied ``rows`` down and ``columns`` right into zeros."""
+    h, w = x.shape[-2:]
+    out = torch.zeros_like(x)
+    out[..., max(rows, 0) : h + min(rows, 0), max(columns, 0) : w + min(columns, 0)] = x[
+        ..., max(-rows, 0) : h + min(-rows, 0), max(-columns, 0) : w + min(-columns, 0)
+    ]
+    return out
+
+
+def test_shift_test_time_averaging_follows_the_training_crops() -> None:
+    torch.manual_seed(0)
+    task = get_task("classify")
+    config = classify_config("fast_resnet", 1, 28, tta_flip=True)
+    shifting = build_classifier(dataclasses.replace(config, tta_shift=True)).eval()
+    flips_only = build_classifier(config).eval()
+    flips_only.load_state_dict(shifting.state_dict())
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        unshifted = (flips_only(x) + flips_only(x.flip(-1))) / 2
+        views = [flips_only(moved(x, r, c)) for r, c in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+        expected = unshifted / 2 + sum(views) / 8  # the unshifted views weigh 1/2, each shift 1/8
+        torch.testing.assert_close(task.logits(shifting, x), expected)
+        torch.testing.assert_close(task.logits(flips_only, x), unshifted)
+    assert not torch.allclose(expected, unshifted, atol=1e-4)  # the shifts change something
+
+
+def test_random_crops_turn_on_the_shifted_test_time_views() -> None:
+    from antlers.tasks import default_config
+
+    task = get_task("classify")
+    plain = task.load_data(default_config("classify", data="digits"))
+    assert (plain.model_config.tta_shift, plain.train.crop_padding) == (False, 0)  # the default
+    cropped = task.load_data(default_config("classify", data="digits", crop=1))
+    assert (cropped.model_config.tta_shift, cropped.train.crop_padding) == (True, 1)
+    assert task.build_model(cropped.model_config).tta_shift is True
 
 
 def test_digits_are_never_flipped() -> None:

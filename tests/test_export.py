@@ -127,6 +127,22 @@ def test_every_task_equals_pytorch_on_another_input(exported: Callable, detect_r
         np.testing.assert_allclose(ours, theirs, RTOL, ATOL)
 
 
+@torch.no_grad()
+def test_a_classifier_averaged_over_shifted_views_exports_them(
+    classify_run: Any, tmp_path: Path
+) -> None:
+    run = Run.load(classify_run.path)  # digits: trained without crops
+    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    unshifted = run.task.logits(run.model, x)
+    run.model.tta_shift = True  # as a run trained with --crop 1 is built
+    shifting = run.task.logits(run.model, x)
+    assert not torch.allclose(shifting, unshifted, atol=1e-3)
+    written = export_onnx(run, tmp_path / "shifting.onnx")
+    assert written.parity.ok, written.parity
+    (logits,) = run_graph(written.path, images=x)
+    np.testing.assert_allclose(logits, shifting.numpy(), RTOL, ATOL)
+
+
 def test_a_static_export_fixes_its_input_shape_and_still_equals_pytorch(
     classify_run: Any, tmp_path: Path
 ) -> None:

@@ -217,3 +217,21 @@ def test_pixel_stats_in_chunks_and_by_rows_equal_the_whole_computation() -> None
         torch.testing.assert_close(torch.tensor(got_std, dtype=torch.float64), std)
     flat = torch.full((4, 1, 3, 3), 7, dtype=torch.uint8)
     assert pixel_stats(flat) == ((7 / 255,), (1e-3,))  # std floored, mean exact
+
+
+def test_shifted_views_move_by_one_pixel_into_zeros() -> None:
+    from antlers.tasks.base import shifted, tta_logits
+
+    x = torch.arange(1, 13, dtype=torch.float32).view(1, 1, 3, 4)
+    # the oracle: torch.roll, with the row or column it wrapped around zeroed
+    down = torch.roll(x, 1, dims=2)
+    down[..., 0, :] = 0
+    left = torch.roll(x, -1, dims=3)
+    left[..., :, -1] = 0
+    torch.testing.assert_close(shifted(x, 1, 0), down)
+    torch.testing.assert_close(shifted(x, 0, -1), left)
+    torch.testing.assert_close(shifted(x, 0, 0), x)
+    model = torch.nn.Conv2d(1, 2, 1)
+    model.tta_flip, model.tta_shift = False, True
+    with pytest.raises(ValueError, match="classification logits only"):
+        tta_logits(model, x, dense=True)  # a shifted map would need shifting back

@@ -76,7 +76,11 @@ class TrainConfig:
     )
     patience: int | None = _f(None, "stop after this many epochs without improvement")
     augment: bool = _f(True, "left-right flips where they keep the class, in training and test")
-    crop: int = _f(0, "random crop after zero padding by this many pixels (0: off)")
+    crop: int = _f(
+        0,
+        "random crop after zero padding by this many pixels (0: off); a classifier is then also "
+        "averaged over one-pixel shifts at test time",
+    )
     image_size: int | None = _f(None, "resize images to this size (dataset default when unset)")
     data_dir: str | None = _f(None, "folder holding the dataset files")
     strict: bool = _f(False, "stop at the first unreadable image instead of skipping it")

@@ -1,8 +1,9 @@
 """What each task's exported graph computes: the run's network wrapped to the ONNX convention.
 
 Every graph takes ``images``, float32 (N, C, H, W) in [0, 1]: normalisation is inside (each
-model's first layer), and so is test-time flip averaging when the run was trained with flips
-(``tasks.base.tta_logits``). Outputs, per task:
+model's first layer), and so is the test-time averaging over mirrored (and a classifier's
+one-pixel-shifted) views when the run was trained with flips (and crops):
+``tasks.base.tta_logits``. Outputs, per task:
 
 * classify: ``logits`` (N, K), the model's input size, any batch size;
 * segment: ``logits`` (N, K, H, W) for any batch size and image size (the U-Net's padding to a
@@ -31,7 +32,7 @@ __all__ = ["GraphSpec", "graph_spec"]
 
 
 class ClassifyGraph(nn.Module):
-    """images (N, C, H, W) in [0, 1] -> logits (N, K), flip-averaged as the run predicts."""
+    """images (N, C, H, W) in [0, 1] -> logits (N, K), view-averaged as the run predicts."""
 
     def __init__(self, model: nn.Module):
         super().__init__()

@@ -28,8 +28,9 @@ __all__ = ["OnnxModel", "OnnxRun"]
 class OnnxModel(nn.Module):
     """The graph of ``path`` as a module: what the task's model returns, from onnxruntime.
 
-    ``tta_flip`` is False: a graph averages its flips itself. The zero-size parameter is only
-    there because the tasks find a model's device through its parameters (always the CPU)."""
+    ``tta_flip`` is False (and ``tta_shift`` unset): a graph averages its views itself. The
+    zero-size parameter is only there because the tasks find a model's device through its
+    parameters (always the CPU)."""
 
     def __init__(self, path: Path, threads: int | None = None):
         super().__init__()

@@ -115,20 +115,30 @@ def alexnet_small(in_channels: int, num_classes: int, dropout: float = 0.5) -> n
 @dataclass(frozen=True, kw_only=True)
 class ClassifyConfig(ModelConfig):
     """A classifier's model config: ``tta_flip`` averages the logits with the mirrored image's
-    at inference (set when training used flips); ``patch_whitening`` holds fast_resnet's fixed
-    first-layer kernels (computed from the training images), one row of C*3*3 values each."""
+    at inference (set when training used flips), ``tta_shift`` with one-pixel shifts of it (set
+    when training used random crops; ``tasks.base.tta_logits``); ``patch_whitening`` holds
+    fast_resnet's fixed first-layer kernels (computed from the training images), one row of
+    C*3*3 values each."""
 
     tta_flip: bool = False
+    tta_shift: bool = False
     patch_whitening: tuple[tuple[float, ...], ...] | None = None
 
 
 class Classifier(nn.Sequential):
     """``Sequential(Normalize, body)``: images (B, C, H, W) in [0, 1] -> logits (B, K).
-    ``tta_flip`` says whether inference averages with the mirrored images (ClassifyTask.logits)."""
+    ``tta_flip`` and ``tta_shift`` say whether inference averages with the mirrored and the
+    shifted images (ClassifyTask.logits)."""
 
-    def __init__(self, normalize: Normalize, body: nn.Module, tta_flip: bool = False):
+    def __init__(
+        self,
+        normalize: Normalize,
+        body: nn.Module,
+        tta_flip: bool = False,
+        tta_shift: bool = False,
+    ):
         super().__init__(normalize, body)
-        self.tta_flip = tta_flip
+        self.tta_flip, self.tta_shift = tta_flip, tta_shift
 
 
 def _lecture(config: ClassifyConfig) -> nn.Module:
@@ -180,4 +190,5 @@ def build_classifier(config: ClassifyConfig) -> Classifier:
                 f"torchvision classification model such as resnet18"
             )
         body = _torchvision(name, config)
-    return Classifier(Normalize(list(config.mean), list(config.std)), body, config.tta_flip)
+    normalize = Normalize(list(config.mean), list(config.std))
+    return Classifier(normalize, body, config.tta_flip, config.tta_shift)

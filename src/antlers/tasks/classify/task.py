@@ -117,6 +117,7 @@ class ClassifyTask:
         return ClassifyConfig(
             **fields,
             tta_flip=bool(config.augment and train.name not in NO_FLIP),
+            tta_shift=config.crop > 0 and not config.stream,  # streaming crops differently
             patch_whitening=whitening,
         )
 
@@ -130,7 +131,8 @@ class ClassifyTask:
 
     @staticmethod
     def logits(model: Classifier, images: Tensor) -> Tensor:
-        """Inference logits (B, K), flip-averaged when the model was trained with flips."""
+        """Inference logits (B, K), averaged over mirrored and shifted views when the model was
+        trained with flips and random crops."""
         return tta_logits(model, images)
 
     @torch.no_grad()
