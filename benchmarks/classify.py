@@ -3,6 +3,7 @@ on Fashion-MNIST, on the CPU, in one invocation.
 
     .venv/bin/python benchmarks/classify.py            # records the '## classify' section
     .venv/bin/python benchmarks/classify.py --no-record --budgets 60 --repeats 1
+    .venv/bin/python benchmarks/classify.py --crop 1     # prints only: not the default recipe
 
 Protocol, the same for both sides: the validation split that antlers holds out of the training
 split (``antlers.tasks.splits.validation_split``: 5,000 of the 60,000 images, seeded with the
@@ -112,12 +113,13 @@ def reference(train, val, test, cap: float, seed: int) -> dict:
     raise RuntimeError("the reference trained 99 epochs without stopping")
 
 
-def ours(budget: float, seed: int) -> dict:
-    """One antlers run with a time budget: its validation timeline and its test accuracy."""
+def ours(budget: float, seed: int, crop: int = 0) -> dict:
+    """One antlers run with a time budget (and ``--crop``): its validation timeline and its test
+    accuracy."""
     from antlers.run import train
 
     with tempfile.TemporaryDirectory() as out:
-        run = train("classify", data="fashion-mnist", time=budget, seed=seed, out=out)
+        run = train("classify", data="fashion-mnist", time=budget, seed=seed, crop=crop, out=out)
         timeline = [(r["seconds"], r["val_accuracy"]) for r in run.metrics]
         precision = "bf16" if run.config.cpu_amp else "float32"  # as the run chose it
         return {
@@ -142,7 +144,9 @@ def _best_within(runs: dict[float, list[dict]], seconds: float) -> float:
     return max((statistics.median(r["test_accuracy"] for r in runs[b]) for b in within), default=0)
 
 
-def report(refs: list[dict], runs: dict[float, list[dict]], threads: int) -> list[str]:
+def report(
+    refs: list[dict], runs: dict[float, list[dict]], threads: int, crop: int = 0
+) -> list[str]:
     """The recorded lines: medians over the repeats of each side."""
     ref_time = statistics.median(time_to(r["timeline"]) for r in refs)
     ref_test = statistics.median(r["test_accuracy"] for r in refs)
@@ -170,7 +174,8 @@ def report(refs: list[dict], runs: dict[float, list[dict]], threads: int) -> lis
     for budget, rows in runs.items():
         test = statistics.median(r["test_accuracy"] for r in rows)
         reached = statistics.median(time_to(r["timeline"]) for r in rows)
-        lines.append(f"| antlers default | {budget:.0f} | {test:.4f} | {_shown(reached)} |")
+        recipe = f"antlers --crop {crop}" if crop else "antlers default"
+        lines.append(f"| {recipe} | {budget:.0f} | {test:.4f} | {_shown(reached)} |")
     best = _best_within(runs, 180)
     short = _best_within(runs, 20)
     lines += [
@@ -192,6 +197,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per row (seeds 0, 1, ...)")
     parser.add_argument("--reference-cap", type=float, default=900)
     parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument(
+        "--crop", type=int, default=0, help="ours with --crop N (N > 0: prints only)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from antlers.data import load_dataset
@@ -199,11 +207,11 @@ def main(argv: list[str] | None = None) -> None:
 
     whole, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
     seeds = range(args.repeats)
-    runs = {budget: [ours(budget, seed) for seed in seeds] for budget in args.budgets}
+    runs = {budget: [ours(budget, seed, args.crop) for seed in seeds] for budget in args.budgets}
     refs = [reference(*validation_split(whole, s), test, args.reference_cap, s) for s in seeds]
-    section = report(refs, runs, args.threads)
+    section = report(refs, runs, args.threads, args.crop)
     print("\n".join(section))
-    if not args.no_record:
+    if not (args.no_record or args.crop):
         record_section(section)
 
 
