@@ -92,6 +92,8 @@ class Run:
                 f"{weights}: the tensors do not fit the {self.model_config.model} model that its "
                 f"metadata names ({one_line(error)})"
             ) from error
+        if self.config is None or self.config.channels_last:  # as the trainer evaluated it
+            self.model.to(memory_format=torch.channels_last)  # docs/experiments/cpu-layout.md
         self.model.eval()
 
     @classmethod
