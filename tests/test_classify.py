@@ -185,25 +185,6 @@ def moved(x: torch.Tensor, rows: int, columns: int) -> torch.Tensor:
     return out
 
 
-def test_a_loaded_run_keeps_the_memory_format_it_trained_in(
-    classify_run: TrainedRun, tmp_path: Path
-) -> None:
-    from antlers.run import Run
-    from conftest import train_cli
-
-    def convs_channels_last(run: Run) -> set[bool]:
-        convs = [m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d)]
-        weights = [c.weight for c in convs if c.in_channels > 1]  # (O, 1, k, k) is both formats
-        assert weights
-        return {w.is_contiguous(memory_format=torch.channels_last) for w in weights}
-
-    assert convs_channels_last(Run.load(classify_run.path)) == {True}  # the default, as trained
-    options = ["--data", "digits", "--model", "lecture_cnn", "--image-size", "16"]
-    options += ["--epochs", "1", "--no-channels-last"]
-    nchw = train_cli("classify", options, tmp_path)
-    assert convs_channels_last(Run.load(nchw.path)) == {False}
-
-
 def test_shift_test_time_averaging_follows_the_training_crops() -> None:
     torch.manual_seed(0)
     task = get_task("classify")
@@ -230,6 +211,25 @@ def test_random_crops_turn_on_the_shifted_test_time_views() -> None:
     cropped = task.load_data(default_config("classify", data="digits", crop=1))
     assert (cropped.model_config.tta_shift, cropped.train.crop_padding) == (True, 1)
     assert task.build_model(cropped.model_config).tta_shift is True
+
+
+def test_a_loaded_run_keeps_the_memory_format_it_trained_in(
+    classify_run: TrainedRun, tmp_path: Path
+) -> None:
+    from antlers.run import Run
+    from conftest import train_cli
+
+    def convs_channels_last(run: Run) -> set[bool]:
+        convs = [m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d)]
+        weights = [c.weight for c in convs if c.in_channels > 1]  # (O, 1, k, k) is both formats
+        assert weights
+        return {w.is_contiguous(memory_format=torch.channels_last) for w in weights}
+
+    assert convs_channels_last(Run.load(classify_run.path)) == {True}  # the default, as trained
+    options = ["--data", "digits", "--model", "lecture_cnn", "--image-size", "16"]
+    options += ["--epochs", "1", "--no-channels-last"]
+    nchw = train_cli("classify", options, tmp_path)
+    assert convs_channels_last(Run.load(nchw.path)) == {False}
 
 
 def test_digits_are_never_flipped() -> None:
