@@ -220,7 +220,7 @@ def test_pixel_stats_in_chunks_and_by_rows_equal_the_whole_computation() -> None
 
 
 def test_shifted_views_move_by_one_pixel_into_zeros() -> None:
-    from antlers.tasks.base import shifted, tta_logits
+    from antlers.tasks.tta import shifted, tta_logits
 
     x = torch.arange(1, 13, dtype=torch.float32).view(1, 1, 3, 4)
     # the oracle: torch.roll, with the row or column it wrapped around zeroed

@@ -3,7 +3,7 @@
 Every graph takes ``images``, float32 (N, C, H, W) in [0, 1]: normalisation is inside (each
 model's first layer), and so is the test-time averaging over mirrored (and a classifier's
 one-pixel-shifted) views when the run was trained with flips (and crops):
-``tasks.base.tta_logits``. Outputs, per task:
+``tasks.tta.tta_logits``. Outputs, per task:
 
 * classify: ``logits`` (N, K), the model's input size, any batch size;
 * segment: ``logits`` (N, K, H, W) for any batch size and image size (the U-Net's padding to a
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from antlers.tasks.base import tta_logits
+from antlers.tasks.tta import tta_logits
 
 __all__ = ["GraphSpec", "graph_spec"]
 

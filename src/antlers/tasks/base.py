@@ -16,9 +16,8 @@ Shared helpers: :func:`pixel_stats` (the per-channel mean and std a model normal
 :func:`images_to_batch` (tensors or PIL images -> one float batch at the model's size),
 :func:`model_fields` (the ModelConfig fields every task fills alike), :func:`with_label_smoothing`
 (a task's ``configure`` for ``--label-smoothing``), :func:`loader_options` (how every task's
-loaders shard, shuffle and cut the data),
-:func:`tta_logits` (inference logits averaged over mirrored and shifted views). The splits every
-task trains and is scored on are in ``splits.py``.
+loaders shard, shuffle and cut the data). The splits every task trains and is scored on are in
+``splits.py``; the test-time views its inference averages over, in ``tta.py``.
 """
 
 from __future__ import annotations
@@ -45,7 +44,6 @@ __all__ = [
     "images_to_batch",
     "model_fields",
     "pixel_stats",
-    "tta_logits",
     "with_label_smoothing",
 ]
 
@@ -274,39 +272,3 @@ def images_to_batch(images: Any, channels: int, size: tuple[int, int] | None) ->
             )
         return images.float()
     return torch.stack([image_to_tensor(im, channels, size) for im in images])
-
-
-# The one-pixel shifts (rows, columns) a classifier trained with random crops is also averaged
-# over at test time: airbench's translated views, along each axis.
-TTA_SHIFTS = ((-1, 0), (1, 0), (0, -1), (0, 1))
-
-
-def shifted(images: Tensor, rows: int, columns: int) -> Tensor:
-    """``images`` (B, C, H, W) moved by ``rows`` down and ``columns`` right (negative: up, left),
-    the uncovered border filled with zeros as ``--crop`` pads; at most one pixel each way."""
-    import torch.nn.functional as F
-
-    h, w = images.shape[-2:]
-    padded = F.pad(images, (1, 1, 1, 1))
-    return padded[..., 1 - rows : 1 - rows + h, 1 - columns : 1 - columns + w]
-
-
-def tta_logits(model: nn.Module, images: Tensor, dense: bool = False) -> Tensor:
-    """Inference logits, float32, averaged over test-time views (test-time augmentation):
-
-    * with the mirrored images' when the model was trained with flips (``model.tta_flip``; one
-      more forward pass). ``dense``: the logits are maps (B, K, H, W), mirrored back first;
-    * for a classifier trained with random crops (``model.tta_shift``; not ``dense``), with the
-      images shifted one pixel along each axis (``TTA_SHIFTS``, unmirrored): the unshifted
-      views weigh 1/2, each shifted one 1/8 (four more passes).
-    """
-    logits = model(images).float()
-    if model.tta_flip:
-        mirrored = model(images.flip(-1)).float()
-        logits = (logits + (mirrored.flip(-1) if dense else mirrored)) / 2
-    if getattr(model, "tta_shift", False):
-        if dense:
-            raise ValueError("shifted test-time views are for classification logits only")
-        moved = sum(model(shifted(images, r, c)).float() for r, c in TTA_SHIFTS)
-        logits = (logits + moved / len(TTA_SHIFTS)) / 2
-    return logits

@@ -116,7 +116,7 @@ def alexnet_small(in_channels: int, num_classes: int, dropout: float = 0.5) -> n
 class ClassifyConfig(ModelConfig):
     """A classifier's model config: ``tta_flip`` averages the logits with the mirrored image's
     at inference (set when training used flips), ``tta_shift`` with one-pixel shifts of it (set
-    when training used random crops; ``tasks.base.tta_logits``); ``patch_whitening`` holds
+    when training used random crops; ``tasks.tta.tta_logits``); ``patch_whitening`` holds
     fast_resnet's fixed first-layer kernels (computed from the training images), one row of
     C*3*3 values each."""
 

@@ -23,7 +23,6 @@ from antlers.engine.loader import TensorLoader
 from antlers.tasks.base import (
     TaskData,
     model_fields,
-    tta_logits,
     with_label_smoothing,
 )
 from antlers.tasks.classify.models import (
@@ -39,6 +38,7 @@ from antlers.tasks.splits import (
     loader_options,
     validation_split,
 )
+from antlers.tasks.tta import tta_logits
 
 __all__ = ["ClassifyTask"]
 

@@ -29,7 +29,6 @@ from antlers.engine.metrics import confusion_matrix
 from antlers.tasks.base import (
     TaskData,
     model_fields,
-    tta_logits,
     with_label_smoothing,
 )
 from antlers.tasks.segment.loader import SegmentLoader
@@ -42,6 +41,7 @@ from antlers.tasks.splits import (
     loader_options,
     validation_split,
 )
+from antlers.tasks.tta import tta_logits
 
 __all__ = ["SegmentTask", "dice_loss", "load_segmentation"]
 
