@@ -41,6 +41,9 @@ from antlers.tasks import get_task
 # lecture_cnn on the 8x8 digits at 16x16: 2 epochs of 5 steps, about 100 events
 TINY = {"data": "digits", "model": "lecture_cnn", "image_size": 16, "batch_size": 256}
 TINY |= {"lr": 0.05, "epochs": 2, "device": "cpu", "seed": 0}
+# float32 given: a timed precision choice would write its cache (events the first run alone
+# counts) and could differ between the reference and a resumed run
+TINY |= {"cpu_amp": False}
 # the files whose content a fault must never damage: resume and Run.load read them
 CHECKPOINTS = ("state/last.pt", "weights/last.safetensors", "weights/best.safetensors")
 
