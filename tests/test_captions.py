@@ -365,6 +365,8 @@ def test_a_caption_run_takes_the_captioned_worlds_defaults_and_flags_win(monkeyp
     monkeypatch.setattr(fit_module, "fit", lambda task, config, resume: seen.append(config) or stop)
     main(["train", "generate", "--data", "captions", "--batch-size", "32"])
     main(["train", "generate", "--data", "captions"])
+    main(["train", "generate", "--data", "captions", "--model", "unet"])
     assert seen[0].batch_size == 32
     assert seen[0].warmup == world["warmup"]
-    assert seen[1].batch_size == world["batch_size"]
+    assert (seen[1].batch_size, seen[1].model) == (world["batch_size"], "unet_small")
+    assert seen[2].model == "unet"
