@@ -23,8 +23,8 @@ __all__ = ["generate_chapter"]
 NOISING_STEPS = (0, 50, 100, 200, 300, 500, 700, 999)
 
 
-# samples.png of a recorded caption run (too long for the tour): antlers train generate --data
-# captions --model unet_small --time 1200, on two CPU cores
+# samples.png of the recorded caption run (too long for the tour; docs/benchmarks.md, captions):
+# antlers train generate --data captions --time 1200, on two CPU cores
 CAPTION_SAMPLES = Path(__file__).parent / "assets" / "caption_samples.png"
 
 
@@ -38,7 +38,7 @@ def _caption_section(ctx: TourContext) -> str:
     samples = figure(
         "ch8_captions.png",
         "From a recorded run, 20 minutes on two CPU cores (antlers train generate --data "
-        f"captions --model unet_small --time 1200): one row per prompt, DDIM-{STEPS}, "
+        f"captions --time 1200): one row per prompt, DDIM-{STEPS}, "
         f"guidance {PROMPT_GUIDANCE:g}. "
         f"Rows: {rows} (the last two name colour-shape pairs never seen in training).",
     )
