@@ -89,6 +89,46 @@ def _run_lines(args: argparse.Namespace, r: dict) -> list[str]:
     ]
 
 
+def _table_rows(runs: list[dict], per_type: int) -> list[str]:
+    """The table: the renders' ceiling, then each run in distribution, unconditional, held out."""
+    renders = {}
+    for prompt_set in ("in_distribution", "held_out"):
+        texts = eval_prompts(prompt_set, per_type)
+        pairs = PROMPT_SETS[prompt_set][0]
+        images = render_captions([parse_caption(p) for p in texts], 32, 0, pairs)
+        renders[prompt_set] = score_images(images, texts)
+    rows = [_row("renders of the prompts (ceiling)", renders["in_distribution"])]
+    rows += [
+        _row(f"seed {r['seed']}, guidance {r['guidance']:g}", r["in_distribution"]) for r in runs
+    ]
+    rows += [
+        _row(f"seed {r['seed']}, guidance 0 (unconditional)", r["unconditional"]) for r in runs
+    ]
+    rows.append(_row("held out: renders (ceiling)", renders["held_out"]))
+    rows += [
+        _row(f"held out: seed {r['seed']}, guidance {r['guidance']:g}", r["held_out"]) for r in runs
+    ]
+    return rows
+
+
+def _target_lines(runs: list[dict]) -> list[str]:
+    """Each target against the median over the runs (each run at its own chosen guidance)."""
+    per_run = [
+        (r["in_distribution"]["overall"], r["in_distribution"].get("position", 0.0),
+         r["in_distribution"].get("color_attr", 0.0), r["held_out"]["overall"])
+        for r in runs
+    ]  # fmt: skip
+    lines = []
+    for (name, target), values in zip(TARGETS, zip(*per_run, strict=True), strict=True):
+        value = statistics.median(values)
+        each = ", ".join(f"{v:.3f}" for v in values)
+        lines.append(
+            f"- {name} >= {target:.2f}: {value:.3f} ({each}): "
+            f"{'met' if value >= target else 'MISSED'}"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=20.0)
@@ -108,20 +148,7 @@ def main() -> None:
         for seed in seeds:
             runs.append(one_run(args, seed, args.out or scratch))
             load.append(os.getloadavg()[0])
-    renders = {}
-    for prompt_set in ("in_distribution", "held_out"):
-        texts = eval_prompts(prompt_set, args.per_type)
-        pairs = PROMPT_SETS[prompt_set][0]
-        images = render_captions([parse_caption(p) for p in texts], 32, 0, pairs)
-        renders[prompt_set] = score_images(images, texts)
-    rows = [_row("renders of the prompts (ceiling)", renders["in_distribution"])]
-    for r in runs:
-        rows.append(_row(f"seed {r['seed']}, guidance {r['guidance']:g}", r["in_distribution"]))
-    for r in runs:
-        rows.append(_row(f"seed {r['seed']}, guidance 0 (unconditional)", r["unconditional"]))
-    rows.append(_row("held out: renders (ceiling)", renders["held_out"]))
-    for r in runs:
-        rows.append(_row(f"held out: seed {r['seed']}, guidance {r['guidance']:g}", r["held_out"]))
+    rows = _table_rows(runs, args.per_type)
     lines = [
         "## captions",
         "",
@@ -143,18 +170,7 @@ def main() -> None:
         f"Targets, the median over the {len(runs)} runs (each at its own chosen guidance):",
         "",
     ]
-    per_run = [
-        (r["in_distribution"]["overall"], r["in_distribution"].get("position", 0.0),
-         r["in_distribution"].get("color_attr", 0.0), r["held_out"]["overall"])
-        for r in runs
-    ]  # fmt: skip
-    for (name, target), values in zip(TARGETS, zip(*per_run, strict=True), strict=True):
-        value = statistics.median(values)
-        each = ", ".join(f"{v:.3f}" for v in values)
-        lines.append(
-            f"- {name} >= {target:.2f}: {value:.3f} ({each}): "
-            f"{'met' if value >= target else 'MISSED'}"
-        )
+    lines += _target_lines(runs)
     print("\n".join(lines))
     if not args.no_record:
         record_section(lines)
