@@ -53,11 +53,7 @@ from antlers.tasks.generate.schedule import (
     q_sample,
 )
 from antlers.tasks.generate.unet import UNET_SIZES, DiffusionUNet, UNetConfig
-from antlers.tasks.splits import (
-    image_eval_loader,
-    loader_options,
-    validation_split,
-)
+from antlers.tasks.splits import image_eval_loader, loader_options, validation_split
 
 __all__ = ["GenerateConfig", "GenerateTask", "build_unet", "parse_unet_name"]
 
@@ -65,6 +61,11 @@ NO_FLIP = {"mnist", "digits"}  # mirroring changes a digit
 VAL_IMAGES = 1000  # the validation (and the final test) loss uses at most this many images
 # caption runs' loss weighting: Hang et al.'s gamma (docs/experiments/caption-recipe.md)
 MIN_SNR = 5.0
+# the captioned world trains the small U-Net (the one its benchmark records), which learns faster
+# from more, smaller steps and a short warm-up (docs/experiments/caption-recipe.md)
+CAPTION_RECIPE = MappingProxyType(
+    {"model": "unet_small", "batch_size": 64, "lr": 4e-3, "warmup": 0.05}
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,14 +143,8 @@ class GenerateTask:
             "ema": 0.999,
         }
     )
-    # The captioned world trains the small U-Net (the one its benchmark records), which learns
-    # faster from more, smaller steps and a short warm-up (docs/experiments/caption-recipe.md).
     data_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
-        {
-            CAPTIONS: MappingProxyType(
-                {"model": "unet_small", "batch_size": 64, "lr": 4e-3, "warmup": 0.05}
-            )
-        }
+        {CAPTIONS: CAPTION_RECIPE}
     )
     config_type: ClassVar[type[GenerateConfig]] = GenerateConfig
 
