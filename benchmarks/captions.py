@@ -68,10 +68,10 @@ def one_run(args: argparse.Namespace, seed: int, out: str) -> dict:
     }
 
 
-def _run_lines(args: argparse.Namespace, r: dict) -> list[str]:
-    """One seed's training line and its guidance sweeps."""
+def _run_line(args: argparse.Namespace, r: dict) -> str:
+    """One seed's training and its guidance sweeps, as a list item."""
     steps = f", {r['steps']} steps" if r["steps"] else ""
-    return [
+    return (
         f"- seed {r['seed']}: {args.model} + text encoder ({r['params']:.2f} M parameters), "
         f"{r['precision']}, trained {r['trained'] / 60:.1f} min{steps}, judged "
         f"{r['judged']:.0f} s. Guidance {r['guidance']:g} chosen on validation (the best mean of "
@@ -86,7 +86,7 @@ def _run_lines(args: argparse.Namespace, r: dict) -> list[str]:
             for g, v in r["by_guidance"].items()
         )
         + "."
-    ]
+    )
 
 
 def _table_rows(runs: list[dict], per_type: int) -> list[str]:
@@ -161,7 +161,7 @@ def main() -> None:
         f"prompt, noise seed 0; judge's shape classifier on real renders "
         f"{runs[0]['shape_accuracy_on_renders']:.3f}.",
         "",
-        *[line for r in runs for line in _run_lines(args, r)],
+        *[_run_line(args, r) for r in runs],
         "",
         f"| images | n | {' | '.join(PROMPT_TYPES)} | overall |",
         f"|---|---|{'---|' * len(PROMPT_TYPES)}---|",
