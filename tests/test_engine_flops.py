@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 import antlers
+from antlers.engine.fit import fit
 from antlers.engine.flops import counted, throughput_line
+from antlers.tasks import default_config, get_task
 
 
 def step_flops(model: nn.Module, images: torch.Tensor) -> int:
@@ -60,3 +62,18 @@ def test_training_prints_the_summary_line_of_its_own_counted_step(
     batch = {"image": torch.rand(32, 1, 16, 16), "label": torch.zeros(32, dtype=torch.long)}
     expected = counted(lambda: task.loss(model, batch)["loss"].backward())[1] / 32
     assert gflops == pytest.approx(rate * expected / 1e9, rel=0.02, abs=0.05)
+
+
+def test_fit_result_carries_the_summary_lines_throughput(tmp_path):
+    """What the summary line prints, the result holds: benchmarks read it there, not from text."""
+    lines: list[str] = []
+    config = default_config(
+        "classify", data="digits", model="lecture_cnn", image_size=16, max_steps=3,
+        batch_size=32, out=str(tmp_path),
+    )  # fmt: skip
+    result = fit(get_task("classify"), config, log=lambda *a, **_: lines.append(" ".join(a)))
+    line = next(x for x in lines if " images/s, " in x)
+    rate, gflops = (float(v) for v in re.findall(r"[\d.]+", line)[2:4])
+    assert result.images_per_s == pytest.approx(rate, abs=0.5)
+    assert result.gflop_per_s == pytest.approx(gflops, abs=0.05)
+    assert result.gflop_per_s > 0

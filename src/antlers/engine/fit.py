@@ -31,7 +31,7 @@ from torch import nn
 from antlers.config import TrainConfig
 from antlers.engine import dist, elastic
 from antlers.engine.checkpoint import CheckpointError, load_matching, load_state, one_line
-from antlers.engine.flops import throughput_line
+from antlers.engine.flops import throughput, throughput_line
 from antlers.engine.memory import check_step_memory
 from antlers.engine.monitor import save_kernels, write_grad_norms
 from antlers.engine.precision import choose_cpu_precision
@@ -51,6 +51,8 @@ class FitResult:
     model: nn.Module | None = None  # the model chosen on validation (EMA weights with EMA)
     is_main: bool = True  # rank 0 (or a single process): the one that reports
     test: dict[str, float] = field(default_factory=dict)  # metrics.json: the final test score
+    images_per_s: float = 0.0  # of training, every rank's images (the summary line's)
+    gflop_per_s: float | None = None  # the same, in FLOPs (None: no step was counted)
 
 
 def fit(
@@ -126,11 +128,14 @@ def _fit(
     finished = stopped_by not in ("signal", "max_steps")
     images = loop.step * trainer.batch_images * info.world_size  # every rank's
     log(throughput_line(images, loop.elapsed, trainer.flops_per_image))
+    rate, gflops = throughput(images, loop.elapsed, trainer.flops_per_image)
     test = trainer.score_test() if finished and data.test is not None else {}
     if info.is_main and finished:
         write_grad_norms(loop.grad_norms, run_dir, plot=True)
         task.report(run_dir, trainer.eval_model, data)
-    return FitResult(run_dir, loop.history, stopped_by, trainer.eval_model, info.is_main, test)
+    return FitResult(
+        run_dir, loop.history, stopped_by, trainer.eval_model, info.is_main, test, rate, gflops
+    )
 
 
 def _open_run(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["counted", "throughput_line"]
+__all__ = ["counted", "throughput", "throughput_line"]
 
 T = TypeVar("T")
 
@@ -27,10 +27,18 @@ def counted(fn: Callable[[], T]) -> tuple[T, int]:
     return result, int(counter.get_total_flops())
 
 
+def throughput(
+    images: int, seconds: float, flops_per_image: float | None
+) -> tuple[float, float | None]:
+    """(images/s, GFLOP/s) of a run; GFLOP/s is None when no step was counted."""
+    rate = images / max(seconds, 1e-9)
+    return rate, rate * flops_per_image / 1e9 if flops_per_image else None
+
+
 def throughput_line(images: int, seconds: float, flops_per_image: float | None) -> str:
     """ "N images in T s of training: R images/s, G GFLOP/s" for the run's summary."""
-    rate = images / max(seconds, 1e-9)
+    rate, gflops = throughput(images, seconds, flops_per_image)
     line = f"{images} images in {seconds:.1f} s of training: {rate:.0f} images/s"
-    if flops_per_image:
-        line += f", {rate * flops_per_image / 1e9:.1f} GFLOP/s (forward and backward)"
+    if gflops is not None:
+        line += f", {gflops:.1f} GFLOP/s (forward and backward)"
     return line
